@@ -1,0 +1,1 @@
+"""The ingest service: MQTT -> validation -> InfluxDB, losing nothing (``python -m ingest``)."""

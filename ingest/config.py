@@ -1,0 +1,31 @@
+"""Settings of the ingest service, from the environment (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import platformdirs
+from pydantic import Field, field_validator
+
+from telemetry.settings import InfluxSettings, LogSettings, MqttSettings, RegistrySettings, parse_addr
+
+
+def _default_spool() -> Path:
+    return platformdirs.user_data_path("yizhan") / "ingest-spool"
+
+
+class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
+    mqtt_client_id: Annotated[str, Field(min_length=1, max_length=128)] = "yizhan-ingest"
+    ingest_http_addr: str = "127.0.0.1:9101"
+    ingest_spool_dir: Path = Field(default_factory=_default_spool)
+    ingest_spool_max_mb: Annotated[float, Field(gt=0)] = 1024
+    ingest_batch_points: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    ingest_batch_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    ingest_summary_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+    @field_validator("ingest_http_addr")
+    @classmethod
+    def _valid_addr(cls, value: str) -> str:
+        parse_addr(value)
+        return value

@@ -1,0 +1,89 @@
+"""Prometheus metrics of one ingest process, and the small HTTP server for /healthz and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from telemetry.contract import RejectReason
+
+logger = logging.getLogger(__name__)
+
+
+class Metrics:
+    """The counters; one registry per instance so tests can run several services in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("ingest_messages_received", "MQTT messages received", registry=r)
+        self.points = Counter("ingest_points_written", "Points written to InfluxDB (readings, status)",
+                              registry=r)
+        self.rejects = Counter("ingest_rejects", "Readings or messages rejected, by reason", ["reason"],
+                               registry=r)
+        for reason in RejectReason:
+            self.rejects.labels(reason.value)
+        self.spooled = Counter("ingest_spooled_batches", "Batches written to the disk spool", registry=r)
+        self.spool_bytes = Gauge("ingest_spool_bytes", "Bytes waiting in the disk spool", registry=r)
+        self.spool_batches = Gauge("ingest_spool_batches", "Batches waiting in the disk spool", registry=r)
+        self.spool_full = Gauge("ingest_spool_full", "1 while the spool is full and acks are held", registry=r)
+        self.write_seconds = Histogram("ingest_write_seconds", "Duration of one InfluxDB write", registry=r,
+                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.mqtt_connected = Gauge("ingest_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.influx_up = Gauge("ingest_influx_up", "1 while the last InfluxDB write succeeded", registry=r)
+        self.pending_points = Gauge("ingest_pending_points", "Points received, not yet written or spooled",
+                                    registry=r)
+
+    def reject_counts(self) -> dict[str, int]:
+        return {reason.value: int(self.rejects.labels(reason.value)._value.get()) for reason in RejectReason}
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def serve_http(host: str, port: int, metrics: Metrics, health: Callable[[], dict[str, object]],
+                     started: asyncio.Event | None = None) -> None:
+    """Serve ``GET /healthz`` (JSON, always 200 while the process runs) and ``GET /metrics``."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(5):
+                request = await reader.readuntil(b"\r\n\r\n")
+            method, _, rest = request.decode("latin-1").partition(" ")
+            path = rest.split(" ", 1)[0].split("?", 1)[0]
+            if method != "GET":
+                status, ctype, body = "405 Method Not Allowed", "text/plain", b"method not allowed\n"
+            elif path == "/metrics":
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, metrics.exposition()
+            elif path == "/healthz":
+                status, ctype, body = "200 OK", "application/json", json.dumps(health()).encode()
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, host, port)
+    logger.info("serving /healthz and /metrics on http://%s:%s", host, port)
+    if started:
+        started.set()
+    async with server:
+        await server.serve_forever()

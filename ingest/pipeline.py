@@ -1,0 +1,257 @@
+"""From received messages to durable points: decode, batch, write or spool, then acknowledge.
+
+Every message is decoded as it arrives and its points (readings, status, rejects) go into the
+current batch with the message's acknowledgement token. A batch is sealed at ``batch_points``
+points or ``batch_seconds`` after its first message, then written to InfluxDB; if InfluxDB is
+down (or the spool still holds older batches, which keeps the order), it goes to the disk spool.
+Only then are its messages acknowledged. When the spool is full nothing is acknowledged, and
+with ``max_pending`` sealed batches waiting the subscriber stops reading, so memory stays bounded
+and the broker keeps what we have not taken.
+
+Points are idempotent (one series and timestamp per reading), so a batch written twice, after a
+crash between write and acknowledgement or a replay after a partial write, is stored once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ingest import lineprotocol
+from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError, SpoolFullError
+from ingest.metrics import Metrics
+from ingest.spool import Spool
+from ingest.subscriber import AckToken, Message, Subscriber
+from ingest.writer import Writer
+from telemetry.codec import Decoder, Reject, clip
+from telemetry.contract import RejectReason
+from telemetry.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+_RETRY_MIN, _RETRY_MAX = 0.5, 5.0
+
+
+@dataclass(slots=True)
+class Batch:
+    lines: list[str] = field(default_factory=list)
+    tokens: list[AckToken] = field(default_factory=list)
+    started: float = 0.0
+
+
+class Pipeline:
+    """Decodes, batches and persists messages; acknowledges them through ``subscriber``.
+
+    Args:
+        registry: the stations that may report.
+        writer: where batches go.
+        spool: where batches wait while ``writer`` is unavailable.
+        batch_points, batch_seconds: a batch is written at this many points or this long after
+            its first message, whichever comes first.
+        max_pending: sealed batches held in memory before the subscriber stops reading.
+    """
+
+    def __init__(self, *, registry: Registry, writer: Writer, spool: Spool, metrics: Metrics,
+                 batch_points: int = 5000, batch_seconds: float = 1.0, max_pending: int = 4,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._decoder = Decoder(registry, clock=clock)
+        self._writer, self._spool, self._metrics = writer, spool, metrics
+        self._batch_points, self._batch_seconds, self._max_pending = batch_points, batch_seconds, max_pending
+        self._clock = clock
+        self._current = Batch()
+        self._sealed: collections.deque[Batch] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._subscriber: Subscriber | None = None
+        self._retry_at = 0.0
+        self._retry_delay = _RETRY_MIN
+        self._last_reject_ms = 0
+        self._spool_full_logged = False
+        self._update_spool_gauges()
+
+    def attach(self, subscriber: Subscriber) -> None:
+        self._subscriber = subscriber
+
+    @property
+    def pending_points(self) -> int:
+        return len(self._current.lines) + sum(len(b.lines) for b in self._sealed)
+
+    # --- receiving (synchronous, called by the subscriber for every PUBLISH) -----------------
+
+    def on_message(self, msg: Message) -> None:
+        self._metrics.messages.inc()
+        now_ms = int(self._clock() * 1000)
+        decoded = self._decoder.decode(msg.topic, msg.payload)
+        batch = self._current
+        was_empty = not batch.lines and not batch.tokens
+        if was_empty:
+            batch.started = time.monotonic()
+        lines = batch.lines
+        station = decoded.station
+        if station is not None:
+            lines.extend(lineprotocol.reading(station, r) for r in decoded.readings)
+            if decoded.status is not None:
+                lines.append(lineprotocol.status(station, decoded.status, now_ms))
+        for reject in decoded.rejects:
+            self._add_reject(lines, reject, now_ms)
+        if msg.token is not None:
+            batch.tokens.append(msg.token)
+        if len(lines) >= self._batch_points:
+            self._seal()
+        elif was_empty:
+            self._wakeup.set()  # the writer task starts this batch's timer
+
+    def _add_reject(self, lines: list[str], reject: Reject, now_ms: int) -> None:
+        self._metrics.rejects.labels(reject.reason.value).inc()
+        logger.debug("reject %s %s: %s", reject.reason.value, reject.topic, reject.detail)
+        # one point per reject: distinct timestamps, so a burst of equal rejects is not merged
+        self._last_reject_ms = max(now_ms, self._last_reject_ms + 1)
+        lines.append(lineprotocol.reject(reject, self._last_reject_ms))
+
+    def _seal(self) -> None:
+        batch = self._current
+        if not batch.lines and not batch.tokens:
+            return
+        self._current = Batch()
+        self._sealed.append(batch)
+        self._wakeup.set()
+        if len(self._sealed) >= self._max_pending and self._subscriber and not self._subscriber.paused:
+            logger.debug("%d batches waiting: pausing MQTT reads", len(self._sealed))
+            self._subscriber.pause()
+
+    # --- persisting (the writer task) ----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Persist sealed batches in order, acknowledge them; seal on the timer; drain the spool."""
+        while True:
+            if self._sealed:
+                await self._persist_first()
+                continue
+            await self._wait()
+
+    async def _wait(self) -> None:
+        now = time.monotonic()
+        deadlines = []
+        if self._current.lines or self._current.tokens:
+            deadlines.append(self._current.started + self._batch_seconds)
+        if len(self._spool):
+            deadlines.append(max(self._retry_at, now))
+        try:
+            async with asyncio.timeout(min(deadlines) - now if deadlines else None):
+                await self._wakeup.wait()
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+        if (self._current.lines or self._current.tokens) and \
+                time.monotonic() >= self._current.started + self._batch_seconds:
+            self._seal()
+        elif not self._sealed and len(self._spool) and time.monotonic() >= self._retry_at:
+            await self._drain()
+
+    async def _persist_first(self) -> None:
+        batch = self._sealed[0]
+        await self._persist("\n".join(batch.lines).encode())
+        self._sealed.popleft()
+        if self._subscriber:
+            self._subscriber.ack(batch.tokens)
+            if self._subscriber.paused and len(self._sealed) < self._max_pending:
+                self._subscriber.resume()
+
+    async def flush(self) -> None:
+        """Seal and persist everything received so far, and acknowledge it (for shutdown)."""
+        self._seal()
+        while self._sealed:
+            await self._persist_first()
+
+    async def _persist(self, body: bytes) -> None:
+        if not body:
+            return
+        while True:
+            if await self._drain():
+                try:
+                    await self._write(body)
+                except InfluxUnavailableError as exc:
+                    self._influx_down(exc)
+                else:
+                    return
+            try:
+                self._spool.append(body)
+            except SpoolFullError as exc:
+                self._metrics.spool_full.set(1)
+                if not self._spool_full_logged:
+                    logger.warning("%s: not acknowledging messages until InfluxDB takes the spool back", exc)
+                    self._spool_full_logged = True
+                await asyncio.sleep(max(self._retry_at - time.monotonic(), _RETRY_MIN))
+                continue
+            self._metrics.spooled.inc()
+            self._metrics.spool_full.set(0)
+            self._update_spool_gauges()
+            return
+
+    async def _drain(self) -> bool:
+        """Replay the spool, oldest first; True when it is empty (InfluxDB is taking writes)."""
+        if not len(self._spool):
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        while (body := self._spool.oldest()) is not None:
+            try:
+                await self._write(body)
+            except InfluxUnavailableError as exc:
+                self._influx_down(exc)
+                return False
+            self._spool.pop_oldest()
+            self._update_spool_gauges()
+            if not len(self._spool):
+                logger.info("spool drained")
+        if self._spool_full_logged:
+            logger.info("spool has room again")
+            self._spool_full_logged = False
+        self._metrics.spool_full.set(0)
+        return True
+
+    async def _write(self, body: bytes) -> None:
+        """Write a body; a 4xx is narrowed down to the refused points, which become rejects."""
+        started = time.monotonic()
+        try:
+            await self._writer.write(body)
+        except InfluxRejectedError as exc:
+            lines = body.split(b"\n")
+            if len(lines) == 1:
+                self._refused(body, exc)
+                return
+            half = len(lines) // 2
+            await self._write(b"\n".join(lines[:half]))
+            await self._write(b"\n".join(lines[half:]))
+            return
+        self._metrics.write_seconds.observe(time.monotonic() - started)
+        self._metrics.points.inc(body.count(b"\n") + 1)
+        if self._retry_delay > _RETRY_MIN:
+            logger.info("InfluxDB is taking writes again")
+        self._metrics.influx_up.set(1)
+        self._retry_delay = _RETRY_MIN
+
+    def _refused(self, line: bytes, exc: InfluxRejectedError) -> None:
+        text = line.decode("utf-8", "replace")
+        station = text.split("station=", 1)[1].split(",", 1)[0] if "station=" in text else ""
+        logger.warning("InfluxDB refused a point: %s: %s", exc.message, text[:200])
+        if text.startswith("ingest_rejects,"):
+            return  # never loop on our own reject points
+        lines: list[str] = []
+        self._add_reject(lines, Reject(RejectReason.WRITE_REJECTED, clip(station), "",
+                                       clip(f"{exc.message} | {text}")), int(self._clock() * 1000))
+        self._current.lines.extend(lines)
+
+    def _influx_down(self, exc: InfluxUnavailableError) -> None:
+        if self._retry_delay == _RETRY_MIN:
+            logger.warning("InfluxDB unavailable (%s): spooling batches to disk", exc)
+        self._metrics.influx_up.set(0)
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
+
+    def _update_spool_gauges(self) -> None:
+        self._metrics.spool_bytes.set(self._spool.size_bytes)
+        self._metrics.spool_batches.set(len(self._spool))

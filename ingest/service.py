@@ -1,0 +1,89 @@
+"""The ingest service as one coroutine: subscriber, pipeline, HTTP endpoint and summary, wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ingest.config import Settings
+from ingest.metrics import Metrics, serve_http
+from ingest.pipeline import Pipeline
+from ingest.spool import Spool
+from ingest.subscriber import Subscriber
+from ingest.writer import make_writer
+from telemetry.contract import SUBSCRIPTION
+from telemetry.settings import parse_addr
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS = 8.0
+
+
+async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
+    """Run ingest until ``stop`` is set; then stop reading, flush, acknowledge and return."""
+    registry = settings.load_registry()
+    metrics = Metrics()
+    spool = Spool(directory=settings.ingest_spool_dir, max_bytes=int(settings.ingest_spool_max_mb * 1024 * 1024))
+    writer = make_writer(url=settings.influx_url, database=settings.influx_db, username=settings.influx_username,
+                         password=settings.influx_password, token=settings.influx_token, org=settings.influx_org,
+                         bucket=settings.influx_bucket, ca_file=settings.influx_ca_file)
+    pipeline = Pipeline(registry=registry, writer=writer, spool=spool, metrics=metrics,
+                        batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds)
+    mqtt = settings.mqtt
+    subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
+                            topic_filter=SUBSCRIPTION, on_message=pipeline.on_message,
+                            username=mqtt.username, password=mqtt.password, tls=settings.mqtt_tls_context())
+    subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
+    pipeline.attach(subscriber)
+    if await writer.ready():
+        metrics.influx_up.set(1)
+    else:
+        logger.warning("InfluxDB at %s does not answer yet: batches will be spooled", settings.influx_url)
+    host, port = parse_addr(settings.ingest_http_addr)
+
+    def health() -> dict[str, object]:
+        return {"status": "ok", "mqtt_connected": subscriber.connected.is_set(),
+                "influx_up": bool(metrics.influx_up._value.get()), "spool_batches": len(spool),
+                "pending_points": pipeline.pending_points}
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(subscriber.run(), name="mqtt-receive"),
+                tg.create_task(pipeline.run(), name="influx-write"),
+                tg.create_task(serve_http(host, port, metrics, health), name="http"),
+                tg.create_task(_summaries(metrics, pipeline, settings.ingest_summary_seconds), name="summary"),
+            ]
+            await stop.wait()
+            logger.info("stopping: no more reads, flushing %d pending points", pipeline.pending_points)
+            subscriber.pause()
+            for task in tasks[1:]:
+                task.cancel()
+            try:
+                async with asyncio.timeout(SHUTDOWN_SECONDS):
+                    await pipeline.flush()
+            except TimeoutError:
+                logger.warning("flush did not finish in %.0f s: the broker will redeliver what is left",
+                               SHUTDOWN_SECONDS)
+            await subscriber.stop()
+    finally:
+        await writer.aclose()
+    _log_summary(metrics, pipeline)
+    logger.info("stopped")
+
+
+async def _summaries(metrics: Metrics, pipeline: Pipeline, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        _log_summary(metrics, pipeline)
+
+
+def _log_summary(metrics: Metrics, pipeline: Pipeline) -> None:
+    with contextlib.suppress(Exception):
+        rejects = {k: v for k, v in metrics.reject_counts().items() if v}
+        logger.info("summary: received %d messages, written %d points, rejected %s, spooled %d batches "
+                    "(%d waiting, %d bytes), pending %d points",
+                    metrics.messages._value.get(), metrics.points._value.get(), rejects or "none",
+                    metrics.spooled._value.get(), metrics.spool_batches._value.get(),
+                    metrics.spool_bytes._value.get(), pipeline.pending_points)

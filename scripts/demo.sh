@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Run the whole system locally: mosquitto, influxd, ingest (and the simulator once it exists),
+# installing what is missing first. Data and logs go to ./run; Ctrl-C stops everything.
+# Ports: DEMO_MQTT_PORT (1884), DEMO_INFLUX_PORT (8086), DEMO_INGEST_PORT (9101).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+RUN=${RUN_DIR:-$PWD/run}
+MQTT_PORT=${DEMO_MQTT_PORT:-1884}
+INFLUX_PORT=${DEMO_INFLUX_PORT:-8086}
+INGEST_PORT=${DEMO_INGEST_PORT:-9101}
+mkdir -p "$RUN/mosquitto" "$RUN/influxdb"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "demo: stopping"
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
+}
+trap cleanup INT TERM EXIT
+
+# The shipped broker config (no silent drops), with a local listener, persistence and log.
+{
+  grep -vE '^(listener|persistence_location|log_dest|allow_anonymous)\b' deploy/mosquitto/mosquitto.conf
+  echo "listener $MQTT_PORT 127.0.0.1"
+  echo "allow_anonymous true"
+  echo "persistence_location $RUN/mosquitto/"
+  echo "log_dest file $RUN/mosquitto/mosquitto.log"
+  if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
+} > "$RUN/mosquitto/mosquitto.conf"
+mosquitto -c "$RUN/mosquitto/mosquitto.conf" & pids+=($!)
+
+cat > "$RUN/influxdb/influxdb.conf" <<CONF
+reporting-disabled = true
+bind-address = "127.0.0.1:$((INFLUX_PORT + 2))"
+[meta]
+  dir = "$RUN/influxdb/meta"
+[data]
+  dir = "$RUN/influxdb/data"
+  wal-dir = "$RUN/influxdb/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:$INFLUX_PORT"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+CONF
+influxd -config "$RUN/influxdb/influxdb.conf" >"$RUN/influxdb/influxd.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$INFLUX_PORT/ping" && break; sleep 0.2; done
+
+export MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT" INFLUX_URL="http://127.0.0.1:$INFLUX_PORT" INFLUX_DB=yizhan
+INGEST_HTTP_ADDR="127.0.0.1:$INGEST_PORT" INGEST_SPOOL_DIR="$RUN/spool" .venv/bin/python -m ingest & pids+=($!)
+
+cat <<MSG
+
+yizhan is running (logs in $RUN):
+  MQTT broker   $MQTT_URL          publish to stations/v1/<station id>/<kind>
+  InfluxDB      $INFLUX_URL         database yizhan
+  ingest        http://127.0.0.1:$INGEST_PORT/metrics  and /healthz
+
+Try:
+  mosquitto_pub -p $MQTT_PORT -q 1 -t stations/v1/PL-KT-001/occupancy -m "{\"ts\": \$(date +%s%3N), \"seq\": 1, \"people\": 5}"
+  influx -port $INFLUX_PORT -database yizhan -precision rfc3339 -execute 'SELECT * FROM occupancy'
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}"

@@ -1,0 +1,228 @@
+"""Decode one MQTT message (topic and payload bytes) into valid readings and rejects.
+
+Used by ingest for every message and by the gateway's HTTP ingress, so both give the same
+reject reasons. A reject is a value, never an exception: whatever bytes arrive, :meth:`Decoder.decode`
+returns readings, rejects, or both (one bad reading of a batch rejects that reading only).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from telemetry.contract import (
+    MAX_AGE_MS,
+    MAX_BATCH,
+    MAX_FUTURE_MS,
+    MAX_PAYLOAD_BYTES,
+    STRING_FIELD_MAX,
+    TOPIC_ROOT,
+    Charger,
+    Kind,
+    Occupancy,
+    Reading,
+    RejectReason,
+    Status,
+    Temperature,
+)
+from telemetry.registry import Registry, Station
+
+_PREFIX = TOPIC_ROOT + "/"
+_READING_MODELS: dict[Kind, type[Occupancy | Charger | Temperature]] = {
+    Kind.OCCUPANCY: Occupancy,
+    Kind.CHARGER: Charger,
+    Kind.TEMPERATURE: Temperature,
+}
+
+
+@dataclass(slots=True, frozen=True)
+class Reject:
+    """Why (part of) a message was not stored."""
+
+    reason: RejectReason
+    station: str
+    topic: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Decoded:
+    """The outcome of one message. ``station`` and ``kind`` are set when the topic was valid."""
+
+    station: Station | None = None
+    kind: Kind | None = None
+    readings: list[Reading] = field(default_factory=list)
+    status: Status | None = None
+    rejects: list[Reject] = field(default_factory=list)
+
+
+class _BadJsonError(ValueError):
+    pass
+
+
+def _no_constants(name: str) -> Any:
+    raise _BadJsonError(f"{name} is not valid JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _BadJsonError(f"duplicate key {dup!r}")
+    return obj
+
+
+def parse_json(payload: bytes) -> Any:
+    """Strict JSON: UTF-8 without BOM, no NaN/Infinity, no duplicate keys. Raises ValueError."""
+    try:
+        text = payload.decode("utf-8")
+        return json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+    except RecursionError as exc:
+        raise _BadJsonError("nested too deeply") from exc
+    except UnicodeDecodeError as exc:
+        raise _BadJsonError(f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    except json.JSONDecodeError as exc:
+        raise _BadJsonError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+def describe(exc: ValidationError) -> str:
+    """A short, stable description of a validation error: ``field: message; ...``."""
+    parts = []
+    for err in exc.errors(include_url=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "reading"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - 3
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def clip(text: str, limit: int = STRING_FIELD_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Decoder:
+    """Validates messages against the contract and the registry.
+
+    Args:
+        registry: the stations that may report.
+        clock: seconds since the epoch; ``ts`` must lie within 7 days before and 5 minutes after it.
+    """
+
+    def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time) -> None:
+        self._registry = registry
+        self._clock = clock
+
+    def decode(self, topic: str, payload: bytes) -> Decoded:
+        out = Decoded()
+        station_id, kind_text = self._split(topic, out)
+        if station_id is None:
+            return out
+        reject = self._check_topic(station_id, kind_text, out)
+        if reject:
+            out.rejects.append(Reject(reject[0], clip(station_id), clip(topic), reject[1]))
+            return out
+        if out.kind is Kind.CONFIG:  # cloud -> device; not ours to store
+            return out
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            self._reject(out, topic, RejectReason.TOO_LARGE,
+                         f"payload is {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}")
+            return out
+        try:
+            doc = parse_json(payload)
+        except ValueError as exc:
+            self._reject(out, topic, RejectReason.BAD_JSON, str(exc))
+            return out
+        if out.kind is Kind.STATUS:
+            self._status(doc, topic, out)
+        else:
+            self._readings(doc, topic, out)
+        return out
+
+    def _split(self, topic: str, out: Decoded) -> tuple[str | None, str]:
+        levels = topic[len(_PREFIX):].split("/") if topic.startswith(_PREFIX) else []
+        if len(levels) != 2 or not levels[0] or not levels[1]:
+            out.rejects.append(Reject(RejectReason.BAD_TOPIC, "", clip(topic),
+                                      f"expected {TOPIC_ROOT}/<station id>/<kind>"))
+            return None, ""
+        return levels[0], levels[1]
+
+    def _check_topic(self, station_id: str, kind_text: str, out: Decoded) -> tuple[RejectReason, str] | None:
+        try:
+            out.kind = Kind(kind_text)
+        except ValueError:
+            return RejectReason.UNKNOWN_KIND, clip(
+                f"unknown kind {kind_text!r}: expected one of {', '.join(k.value for k in Kind)}")
+        station = self._registry.get(station_id)
+        if station is None:
+            return RejectReason.UNKNOWN_STATION, clip(f"station {station_id!r} is not in the registry")
+        if not station.reports and out.kind is not Kind.CONFIG:
+            return RejectReason.UNKNOWN_STATION, f"station {station_id} is {station.kind}: it has no telemetry"
+        out.station = station
+        return None
+
+    def _reject(self, out: Decoded, topic: str, reason: RejectReason, detail: str) -> None:
+        station = out.station.id if out.station else ""
+        out.rejects.append(Reject(reason, station, clip(topic), clip(detail)))
+
+    def _status(self, doc: Any, topic: str, out: Decoded) -> None:
+        try:
+            status = Status.model_validate(doc)
+        except ValidationError as exc:
+            self._reject(out, topic, RejectReason.SCHEMA, describe(exc))
+            return
+        if status.ts is not None and (why := self._ts_problem(status.ts)):
+            self._reject(out, topic, RejectReason.TS_OUT_OF_RANGE, why)
+            return
+        out.status = status
+
+    def _readings(self, doc: Any, topic: str, out: Decoded) -> None:
+        if isinstance(doc, list):
+            if not 1 <= len(doc) <= MAX_BATCH:
+                self._reject(out, topic, RejectReason.SCHEMA,
+                             f"a batch holds 1 to {MAX_BATCH} readings, this one {len(doc)}")
+                return
+            items = doc
+        else:
+            items = [doc]
+        assert out.kind is not None  # noqa: S101 - set by _check_topic
+        model = _READING_MODELS[out.kind]
+        for index, item in enumerate(items):
+            where = f"[{index}] " if isinstance(doc, list) else ""
+            try:
+                reading = model.model_validate(item)
+            except ValidationError as exc:
+                self._reject(out, topic, RejectReason.SCHEMA, where + describe(exc))
+                continue
+            if why := self._registry_problem(reading, out):
+                self._reject(out, topic, RejectReason.SCHEMA, where + why)
+            elif why := self._ts_problem(reading.ts):
+                self._reject(out, topic, RejectReason.TS_OUT_OF_RANGE, where + why)
+            else:
+                out.readings.append(reading)
+
+    @staticmethod
+    def _registry_problem(reading: Reading, out: Decoded) -> str | None:
+        station = out.station
+        assert station is not None  # noqa: S101 - set by _check_topic
+        if isinstance(reading, Charger):
+            sockets = station.sockets(reading.charger_id)
+            if sockets is None:
+                return clip(f"charger_id: {reading.charger_id!r} is not a charger of {station.id}")
+            if reading.sockets_in_use > sockets:
+                return f"sockets_in_use: {reading.sockets_in_use} > the {sockets} sockets of {reading.charger_id}"
+        elif isinstance(reading, Temperature) and reading.sensor not in station.sensors:
+            return clip(f"sensor: {reading.sensor!r} is not a sensor of {station.id}")
+        return None
+
+    def _ts_problem(self, ts_ms: int) -> str | None:
+        now_ms = int(self._clock() * 1000)
+        if ts_ms > now_ms + MAX_FUTURE_MS:
+            return f"ts {ts_ms} is {(ts_ms - now_ms) / 1000:.0f} s ahead of the server clock (at most 300 s)"
+        if ts_ms < now_ms - MAX_AGE_MS:
+            return f"ts {ts_ms} is more than 7 days old"
+        return None

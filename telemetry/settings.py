@@ -1,0 +1,147 @@
+"""Settings shared by the services, one class per dependency, read from the environment.
+
+A service's ``Settings`` (in its ``config.py``) inherits the ones it needs, so each dependency's
+configuration is written once and named the same everywhere (``MQTT_URL``, ``INFLUX_URL``, ...).
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, NoReturn, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from telemetry import registry
+
+
+@dataclass(slots=True, frozen=True)
+class MqttUrl:
+    """``mqtt://user:password@host:port`` or ``mqtts://...`` (TLS), parsed."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"scheme must be mqtt:// or mqtts://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"no host in {url!r}")
+        tls = parts.scheme == "mqtts"
+        try:
+            port = parts.port or (8883 if tls else 1883)
+        except ValueError as exc:
+            raise ValueError(f"bad port in {url!r}") from exc
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        return cls(parts.hostname, port, tls, username, password)
+
+
+class _Base(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+
+class MqttSettings(_Base):
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        MqttUrl.parse(value)
+        return value
+
+    @property
+    def mqtt(self) -> MqttUrl:
+        return MqttUrl.parse(self.mqtt_url)
+
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for ``mqtts://`` (system CAs unless ``MQTT_CA_FILE``), else None."""
+        if not self.mqtt.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.mqtt_ca_file) if self.mqtt_ca_file else None)
+        if self.mqtt_cert_file:
+            ctx.load_cert_chain(self.mqtt_cert_file, self.mqtt_key_file)
+        return ctx
+
+
+class InfluxSettings(_Base):
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "yizhan"
+    influx_username: str | None = None
+    influx_password: str | None = None
+    influx_token: str | None = None
+    influx_org: str | None = None
+    influx_bucket: str | None = None
+    influx_ca_file: Path | None = None
+
+    @field_validator("influx_url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("influx_db")
+    @classmethod
+    def _valid_db(cls, value: str) -> str:
+        if not value or any(c in value for c in '"\\\n'):
+            raise ValueError("database name must be non-empty, without quotes, backslashes or newlines")
+        return value
+
+    @property
+    def influx_v2(self) -> bool:
+        """A token selects the 2.x/3.x API (bucket and org); otherwise the 1.x API (database)."""
+        return bool(self.influx_token)
+
+
+class RegistrySettings(_Base):
+    stations_file: Path | None = None
+
+    def load_registry(self) -> registry.Registry:
+        return registry.load(self.stations_file)
+
+
+class LogSettings(_Base):
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def parse_addr(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``host:port`` (or ``:port``) for a listening address."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]") or default_host, int(port)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_or_exit(cls: type[S], program: str) -> S:
+    """Read settings from the environment; on a bad value, name the variable and exit 2."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        lines = [f"{program}: invalid settings:"]
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            lines.append(f"  {name}: {err['msg']}")
+        _exit("\n".join(lines))
+
+
+def _exit(message: str) -> NoReturn:
+    print(message, file=sys.stderr)  # noqa: T201 - before logging exists
+    raise SystemExit(2)

@@ -1,0 +1,59 @@
+"""Fixtures: real ``mosquitto`` and ``influxd`` processes on free ports, and ingest as a process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.rig import Influxd, IngestProcess, Mosquitto
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
+    """One InfluxDB for the session; tests keep apart by database (see ``db``)."""
+    server = Influxd(tmp_path_factory.mktemp("influxd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_influxd(tmp_path: Path) -> Iterator[Influxd]:
+    """An InfluxDB of this test alone, for tests that stop and restart it."""
+    server = Influxd(tmp_path / "influxd").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def db() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    server = Mosquitto(tmp_path / "mosquitto").start()
+    yield server
+    server.stop()
+
+
+IngestFactory = Callable[..., IngestProcess]
+
+
+@pytest.fixture
+def start_ingest(tmp_path: Path, broker: Mosquitto, influxd: Influxd, db: str) -> Iterator[IngestFactory]:
+    """Start ``python -m ingest`` against this test's broker and database; stopped after the test."""
+    started: list[IngestProcess] = []
+
+    def start(*, influx: Influxd | None = None, wait_connected: bool = True, **env: str) -> IngestProcess:
+        settings = {"MQTT_URL": broker.url, "INFLUX_URL": (influx or influxd).url, "INFLUX_DB": db,
+                    "MQTT_CLIENT_ID": f"ingest-{uuid.uuid4().hex[:8]}", **env}
+        proc = IngestProcess(tmp_path / f"ingest{len(started)}", **settings)
+        started.append(proc)
+        return proc.start(wait_connected=wait_connected)
+
+    yield start
+    for proc in started:
+        proc.kill()

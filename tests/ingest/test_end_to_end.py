@@ -1,0 +1,96 @@
+"""End to end: a paho client publishes, ``python -m ingest`` writes, InfluxQL reads back."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from tests.conftest import IngestFactory
+from tests.mqtt import publish
+from tests.payloads import charger, now_ms, occupancy, t, temperature
+from tests.rig import Influxd, Mosquitto, wait_for
+
+S = "PL-KT-001"  # smart: chargers C1 (10 sockets), C2 (10); sensors indoor, outdoor
+
+
+def field_types(influxd: Influxd, db: str, measurement: str) -> dict[str, str]:
+    series = influxd.query(f'SHOW FIELD KEYS FROM "{measurement}"', db)
+    return {name: kind for name, kind in series[0]["values"]} if series else {}
+
+
+def rows(influxd: Influxd, db: str, measurement: str) -> list[dict[str, Any]]:
+    return influxd.rows(f'SELECT * FROM "{measurement}" ORDER BY time', db)
+
+
+def test_end_to_end_every_kind_singly_and_in_batches(broker: Mosquitto, influxd: Influxd, db: str,
+                                                      start_ingest: IngestFactory) -> None:
+    ingest = start_ingest()
+    ts = now_ms() - 60_000
+    publish(broker.port, [
+        (t(S, "occupancy"), occupancy(1, 4, ts=ts, entries=120, exits=116)),
+        (t(S, "occupancy"), [occupancy(2, 5, ts=ts + 1), occupancy(3, 6, ts=ts + 2, entries=122)]),
+        (t(S, "charger"), charger(4, "C1", 3, ts=ts, power_w=450.5, energy_wh=1234.25, fault="E07")),
+        (t(S, "charger"), [charger(5, "C2", 10, ts=ts + 1, power_w=0, energy_wh=99.0)]),
+        (t(S, "temperature"), temperature(6, "indoor", 18.5, ts=ts, humidity_pct=41.5)),
+        (t(S, "temperature"), [temperature(7, "outdoor", -11.25, ts=ts + 1), temperature(8, "indoor", 19, ts=ts + 2)]),
+        (t(S, "status"), {"state": "online", "ts": ts, "fw": "1.4.2", "uptime_s": 3600, "buffered": 7}),
+    ])
+    wait_for(lambda: influxd.count("temperature", "celsius", db) == 3 and influxd.count("station_status", "online", db),
+             what="every point written")
+    tags = {"station": S, "district": "kongtong", "kind": "smart"}
+    assert rows(influxd, db, "occupancy") == [
+        {"time": ts, **tags, "people": 4, "entries": 120, "exits": 116, "seq": 1},
+        {"time": ts + 1, **tags, "people": 5, "entries": None, "exits": None, "seq": 2},
+        {"time": ts + 2, **tags, "people": 6, "entries": 122, "exits": None, "seq": 3},
+    ]
+    assert rows(influxd, db, "charger") == [
+        {"time": ts, **tags, "charger": "C1", "sockets_in_use": 3, "sockets_total": 10, "power_w": 450.5,
+         "energy_wh": 1234.25, "fault": "E07", "seq": 4},
+        {"time": ts + 1, **tags, "charger": "C2", "sockets_in_use": 10, "sockets_total": 10, "power_w": 0,
+         "energy_wh": 99, "fault": None, "seq": 5},
+    ]
+    assert rows(influxd, db, "temperature") == [
+        {"time": ts, **tags, "sensor": "indoor", "celsius": 18.5, "humidity_pct": 41.5, "seq": 6},
+        {"time": ts + 1, **tags, "sensor": "outdoor", "celsius": -11.25, "humidity_pct": None, "seq": 7},
+        {"time": ts + 2, **tags, "sensor": "indoor", "celsius": 19, "humidity_pct": None, "seq": 8},
+    ]
+    assert rows(influxd, db, "station_status") == [
+        {"time": ts, **tags, "online": True, "fw": "1.4.2", "uptime_s": 3600, "buffered": 7},
+    ]
+    assert field_types(influxd, db, "occupancy") == {"people": "integer", "entries": "integer",
+                                                     "exits": "integer", "seq": "integer"}
+    assert field_types(influxd, db, "charger") == {"sockets_in_use": "integer", "sockets_total": "integer",
+                                                   "power_w": "float", "energy_wh": "float", "fault": "string",
+                                                   "seq": "integer"}
+    assert field_types(influxd, db, "temperature") == {"celsius": "float", "humidity_pct": "float",
+                                                       "seq": "integer"}
+    assert field_types(influxd, db, "station_status") == {"online": "boolean", "fw": "string",
+                                                          "uptime_s": "integer", "buffered": "integer"}
+    assert ingest.metric("ingest_messages_received_total") == 7
+    assert rows(influxd, db, "ingest_rejects") == []
+
+
+def test_end_to_end_rfc3339_timestamps_and_last_will_without_ts(broker: Mosquitto, influxd: Influxd, db: str,
+                                                                start_ingest: IngestFactory) -> None:
+    start_ingest()
+    before = now_ms()
+    local = datetime.now(timezone(timedelta(hours=8))).replace(microsecond=125_000) - timedelta(hours=1)
+    publish(broker.port, [
+        (t(S, "occupancy"), {"ts": local.isoformat(), "seq": 1, "people": 2}),
+        (t(S, "status"), {"state": "offline"}),
+    ])
+    wait_for(lambda: influxd.count("station_status", "online", db), what="the offline status")
+    assert [r["time"] for r in rows(influxd, db, "occupancy")] == [int(local.timestamp() * 1000)]
+    status = rows(influxd, db, "station_status")
+    assert len(status) == 1
+    assert status[0]["online"] is False
+    assert before <= status[0]["time"] <= now_ms()
+
+
+def test_end_to_end_config_topic_is_not_stored_or_rejected(broker: Mosquitto, influxd: Influxd, db: str,
+                                                            start_ingest: IngestFactory) -> None:
+    ingest = start_ingest()
+    publish(broker.port, [(t(S, "config"), {"occupancy_interval_s": 30}), (t(S, "occupancy"), occupancy(1, 1))])
+    wait_for(lambda: influxd.count("occupancy", "people", db) == 1, what="the occupancy reading")
+    assert ingest.metric("ingest_messages_received_total") == 2
+    assert sum(v for k, v in ingest.metrics().items() if k.startswith("ingest_rejects_total")) == 0

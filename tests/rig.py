@@ -1,0 +1,270 @@
+"""Real servers for tests and benchmarks: ``mosquitto`` and ``influxd`` on free loopback ports.
+
+Each server runs in its own temporary directory and is stopped by whoever started it. The broker
+runs the delivery limits of the shipped ``deploy/mosquitto/mosquitto.conf`` (no silent drops for
+a slow subscriber), with the listener, persistence and auth of the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+_OWN_KEYS = ("listener", "persistence_location", "log_dest", "pid_file", "password_file", "acl_file",
+             "allow_anonymous", "user", "cafile", "certfile", "keyfile", "require_certificate")
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
+             what: str = "condition") -> T:
+    """Poll ``check`` until it returns a truthy value; fail naming what was expected and last seen."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep polling; report the last failure
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Mosquitto:
+    """A ``mosquitto`` process with its own config, port and persistence directory."""
+
+    def __init__(self, directory: Path, *, extra: str = "", persistence: bool = True) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.extra = extra
+        self.persistence = persistence
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        shipped = [ln for ln in SHIPPED_MOSQUITTO_CONF.read_text().splitlines()
+                   if ln.strip() and not ln.lstrip().startswith("#") and ln.split()[0] not in _OWN_KEYS
+                   and ln.split()[0] != "persistence"]
+        own = [f"listener {self.port} 127.0.0.1", f"persistence {'true' if self.persistence else 'false'}",
+               f"persistence_location {self.dir}/", f"log_dest file {self.dir}/mosquitto.log",
+               "log_type all"]
+        if os.geteuid() == 0:
+            own.append("user root")
+        if "allow_anonymous" not in self.extra:
+            own.append("allow_anonymous true")
+        return "\n".join([*shipped, *own, self.extra]) + "\n"
+
+    def start(self) -> Mosquitto:
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text(self.config())
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for(self._listening, timeout=10, what=f"mosquitto on port {self.port}")
+        return self
+
+    def _listening(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            log = self.dir / "mosquitto.log"
+            raise AssertionError(f"mosquitto exited: {log.read_text()[-2000:] if log.exists() else 'no log'}")
+        return _port_open(self.port)
+
+    def stop(self) -> None:
+        if self.proc:
+            _stop(self.proc)
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Influxd:
+    """An ``influxd`` 1.x process with its own data directory and ports."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.rpc_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Influxd:
+        conf = self.dir / "influxdb.conf"
+        conf.write_text(f"""reporting-disabled = true
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{self.dir}/meta"
+[data]
+  dir = "{self.dir}/data"
+  wal-dir = "{self.dir}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+""")
+        log = (self.dir / "influxd.log").open("ab")
+        self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=log, stderr=log)
+        log.close()
+        wait_for(self._ping, timeout=30, what=f"influxd on port {self.port}")
+        return self
+
+    def _ping(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"influxd exited: {(self.dir / 'influxd.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:  # noqa: S310 - loopback
+                return bool(r.status == 204)
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc:
+            _stop(self.proc, sig)
+            self.proc = None
+
+    def query(self, q: str, db: str | None = None) -> list[dict[str, Any]]:
+        """Run InfluxQL; return the series of the first statement (empty when none)."""
+        params = {"q": q, "epoch": "ms"}
+        if db:
+            params["db"] = db
+        url = f"{self.url}/query?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - loopback
+            body = json.loads(r.read())
+        result = body["results"][0]
+        if "error" in result:
+            raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
+        return list(result.get("series", []))
+
+    def rows(self, q: str, db: str) -> list[dict[str, Any]]:
+        """The rows of all series of a query, as dicts (tags of a GROUP BY included)."""
+        out: list[dict[str, Any]] = []
+        for series in self.query(q, db):
+            tags = series.get("tags", {})
+            out.extend({**tags, **dict(zip(series["columns"], values, strict=True))} for values in series["values"])
+        return out
+
+    def count(self, measurement: str, field: str, db: str, where: str = "") -> int:
+        series = self.query(f'SELECT count("{field}") FROM "{measurement}" {where}', db)
+        return int(series[0]["values"][0][1]) if series else 0
+
+
+@contextmanager
+def running(server: Mosquitto | Influxd) -> Iterator[Mosquitto | Influxd]:
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus exposition to ``{"name{labels}": value}``."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+class IngestProcess:
+    """``python -m ingest`` as a child process, configured through its environment."""
+
+    def __init__(self, directory: Path, **env: str) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.http_port = free_port()
+        self.env = {"INGEST_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
+                    "INGEST_SPOOL_DIR": str(self.dir / "spool"), "LOG_LEVEL": "INFO", **env}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.dir / "ingest.log"
+
+    def start(self, *, wait_connected: bool = True) -> IngestProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_", "INGEST_"))}
+        env.update(self.env)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "ingest"], cwd=ROOT, env=env, stdout=log,
+                                         stderr=log)
+        if wait_connected:
+            wait_for(lambda: self.health().get("mqtt_connected"), timeout=30, what="ingest connected to MQTT")
+        return self
+
+    def _get(self, path: str) -> bytes:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"ingest exited ({self.proc.returncode}): {self.log.read_text()[-3000:]}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+            return bytes(r.read())
+
+    def health(self) -> dict[str, Any]:
+        return dict(json.loads(self._get("/healthz")))
+
+    def metrics(self) -> dict[str, float]:
+        return parse_metrics(self._get("/metrics").decode())
+
+    def metric(self, name: str) -> float:
+        return self.metrics().get(name, 0.0)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        _stop(self.proc, sig, timeout)
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self, *, wait_connected: bool = True) -> IngestProcess:
+        """Start again with the same settings (same client id: the broker session resumes)."""
+        return self.start(wait_connected=wait_connected)
