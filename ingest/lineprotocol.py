@@ -25,9 +25,17 @@ def string_field(value: str) -> str:
     return '"' + value.translate(_CONTROL).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# measurement and tag set per (measurement, station, charger or sensor): bounded by the registry
+_SERIES: dict[tuple[str, str, str], str] = {}
+
+
 def _series(measurement: str, station: Station, extra: str = "") -> str:
-    return (f"{measurement.translate(_MEASUREMENT_ESCAPES)},station={tag(station.id)},"
-            f"district={tag(station.district)},kind={tag(station.kind.value)}{extra}")
+    key = (measurement, station.id, extra)
+    series = _SERIES.get(key)
+    if series is None:
+        series = _SERIES[key] = (f"{measurement.translate(_MEASUREMENT_ESCAPES)},station={tag(station.id)},"
+                                 f"district={tag(station.district)},kind={tag(station.kind.value)}{extra}")
+    return series
 
 
 def reading(station: Station, r: Reading) -> str:

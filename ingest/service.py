@@ -36,6 +36,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
                             username=mqtt.username, password=mqtt.password, tls=settings.mqtt_tls_context())
     subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
     pipeline.attach(subscriber)
+    metrics.pending_points.set_function(lambda: pipeline.pending_points)
     if await writer.ready():
         metrics.influx_up.set(1)
     else:

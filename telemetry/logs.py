@@ -30,3 +30,5 @@ def setup(fmt: Literal["text", "json"] = "text", level: str = "INFO") -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # httpx logs every request at INFO; one line per InfluxDB write is noise, not an event
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))

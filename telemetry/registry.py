@@ -144,8 +144,8 @@ def parse(text: str, source: str = "<registry>") -> Registry:
             station = Station.model_validate(item)
         except ValidationError as exc:
             for err in exc.errors():
-                where = ".".join(str(p) for p in err["loc"]) or "station"
-                problems.append(f"{label}: {where}: {err['msg']}")
+                where = ".".join(str(p) for p in err["loc"])
+                problems.append(f"{label}: {where + ': ' if where else ''}{err['msg']}")
             continue
         if station.id in seen:
             problems.append(f"{label}: duplicate id {station.id} (first at station #{seen[station.id]})")

@@ -58,7 +58,7 @@ class MqttSettings(_Base):
 
     @field_validator("mqtt_url")
     @classmethod
-    def _valid_url(cls, value: str) -> str:
+    def _valid_mqtt_url(cls, value: str) -> str:
         MqttUrl.parse(value)
         return value
 
@@ -88,7 +88,7 @@ class InfluxSettings(_Base):
 
     @field_validator("influx_url")
     @classmethod
-    def _valid_url(cls, value: str) -> str:
+    def _valid_influx_url(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
@@ -96,7 +96,7 @@ class InfluxSettings(_Base):
 
     @field_validator("influx_db")
     @classmethod
-    def _valid_db(cls, value: str) -> str:
+    def _valid_influx_db(cls, value: str) -> str:
         if not value or any(c in value for c in '"\\\n'):
             raise ValueError("database name must be non-empty, without quotes, backslashes or newlines")
         return value

@@ -185,6 +185,15 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
         return list(result.get("series", []))
 
+    def write(self, db: str, body: str) -> None:
+        """Write line protocol (ms precision) straight to InfluxDB, creating the database."""
+        self.query(f'CREATE DATABASE "{db}"')
+        url = f"{self.url}/write?db={urllib.parse.quote(db)}&precision=ms"
+        request = urllib.request.Request(url, data=body.encode(), method="POST")  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - loopback
+            if r.status != 204:
+                raise AssertionError(f"write answered {r.status}")
+
     def rows(self, q: str, db: str) -> list[dict[str, Any]]:
         """The rows of all series of a query, as dicts (tags of a GROUP BY included)."""
         out: list[dict[str, Any]] = []

@@ -94,3 +94,28 @@ def test_end_to_end_config_topic_is_not_stored_or_rejected(broker: Mosquitto, in
     wait_for(lambda: influxd.count("occupancy", "people", db) == 1, what="the occupancy reading")
     assert ingest.metric("ingest_messages_received_total") == 2
     assert sum(v for k, v in ingest.metrics().items() if k.startswith("ingest_rejects_total")) == 0
+
+
+INJECTIONS = ["E1,x=1 y=2", 'say "hi"', "back\\slash\\", "故障 过流", "a=b", "\\", 'x"\\" z=1i 1']
+
+
+def test_end_to_end_injection_is_stored_verbatim_or_rejected(broker: Mosquitto, influxd: Influxd, db: str,
+                                                             start_ingest: IngestFactory) -> None:
+    ingest = start_ingest()
+    ts = now_ms() - 10_000
+    feed: list[tuple[str, Any]] = [(t(S, "charger"), charger(i, "C1", ts=ts + i, fault=text))
+                                   for i, text in enumerate(INJECTIONS)]
+    hostile_names = ["in,door", "in door", "in=door", 'in"door', "in\\door", "in\ndoor", "室内"]
+    feed += [(t(S, "temperature"), temperature(100 + i, name, ts=ts + i)) for i, name in enumerate(hostile_names)]
+    feed += [(t(S, "charger"), charger(200 + i, name, ts=ts + i)) for i, name in enumerate(hostile_names)]
+    feed += [(t(S, "charger"), charger(300, "C1", ts=ts + 300, fault="E1\nfake,station=x people=1i"))]
+    publish(broker.port, feed)
+    rejected = 2 * len(hostile_names) + 1
+    wait_for(lambda: influxd.count("ingest_rejects", "detail", db) == rejected, what=f"{rejected} rejects")
+    assert sorted(r["fault"] for r in rows(influxd, db, "charger")) == sorted(INJECTIONS)
+    assert influxd.count("temperature", "celsius", db) == 0
+    assert ingest.metric('ingest_rejects_total{reason="schema"}') == rejected
+    assert sorted(v[0] for v in influxd.query("SHOW MEASUREMENTS", db)[0]["values"]) == ["charger", "ingest_rejects"]
+    assert influxd.query("SHOW TAG VALUES FROM charger WITH KEY = charger", db)[0]["values"] == [["charger", "C1"]]
+    assert set(field_types(influxd, db, "charger")) == {"sockets_in_use", "sockets_total", "power_w", "energy_wh",
+                                                        "fault", "seq"}

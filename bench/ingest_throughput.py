@@ -1,0 +1,227 @@
+"""Ingest throughput, latency, CPU and memory, against real mosquitto and influxd on this machine.
+
+    .venv/bin/python -m bench.ingest_throughput [--n 200000] [--stations 45] [--baseline-n N]
+
+Starts its own broker (the shipped config) and InfluxDB, then for each case starts an ingest
+process, publishes the feed from separate processes (``mosquitto_pub -l``, a C publisher, one per
+station topic, in chunks below 65,535 lines), and waits until every reading is queryable:
+
+- ``single``: N readings, one per message;
+- ``batch100``: N readings, 100 per message (the contract's batch form);
+- ``naive``: the single feed through ``bench/naive_ingest.py`` (one aiomqtt loop that POSTs each
+  message to ``/write`` as it arrives), the baseline.
+
+It prints readings/s (first publish to last reading queryable), ingest CPU seconds per 1000
+readings, ingest peak RSS, and publish-to-queryable latency p50/p99 of probe readings published
+at 20/s by a paho client during the run (queryable time polled every 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Self
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from telemetry import registry
+from tests.rig import ROOT, Influxd, Mosquitto, free_port, wait_for
+
+PROBE_STATION = "PL-KT-002"
+CHUNK = 50_000  # mosquitto_pub -l stops early past 65,535 lines
+
+
+@dataclass
+class Result:
+    case: str
+    readings: int
+    seconds: float
+    readings_per_s: float
+    cpu_s_per_1000: float
+    peak_rss_mb: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+
+
+def feed(stations: list[str], n: int, per_message: int, t0_ms: int) -> dict[str, list[str]]:
+    """Lines per topic; every reading of a station has its own ms timestamp and seq."""
+    out: dict[str, list[str]] = {f"stations/v1/{s}/occupancy": [] for s in stations}
+    topics = list(out)
+    per_station = -(-n // len(stations))
+    made = 0
+    for si, topic in enumerate(topics):
+        count = min(per_station, n - made)
+        readings = [f'{{"ts":{t0_ms + i},"seq":{i},"people":{(i + si) % 20},"entries":{i},"exits":{i}}}'
+                    for i in range(count)]
+        made += count
+        if per_message == 1:
+            out[topic] = readings
+        else:
+            out[topic] = ["[" + ",".join(readings[i:i + per_message]) + "]" for i in range(0, count, per_message)]
+    return out
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds, peak RSS in MB) of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    hwm = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
+    return cpu, int(hwm.split()[1]) / 1024
+
+
+class Probe:
+    """Publishes probe readings at 20/s and records when each becomes queryable."""
+
+    def __init__(self, broker: Mosquitto, influxd: Influxd, db: str) -> None:
+        self.broker, self.influxd, self.db = broker, influxd, db
+        self.sent: dict[int, float] = {}
+        self.seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._publish), threading.Thread(target=self._poll)]
+
+    def __enter__(self) -> Self:
+        for th in self._threads:
+            th.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for th in self._threads:
+            th.join()
+
+    def _publish(self) -> None:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:6]}")
+        c.connect("127.0.0.1", self.broker.port)
+        c.loop_start()
+        seq = 0
+        while not self._stop.wait(0.05):
+            now = time.time()
+            self.sent[seq] = now
+            c.publish(f"stations/v1/{PROBE_STATION}/occupancy",
+                      json.dumps({"ts": int(now * 1000), "seq": seq, "people": 1}), qos=1)
+            seq += 1
+        c.disconnect()
+        c.loop_stop()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                rows = self.influxd.rows(
+                    f"SELECT seq FROM occupancy WHERE station = '{PROBE_STATION}' AND time > now() - 10m", self.db)
+            except (AssertionError, OSError):
+                continue
+            now = time.time()
+            for row in rows:
+                self.seen.setdefault(int(row["seq"]), now)
+
+    def latencies_ms(self) -> list[float]:
+        return sorted((self.seen[s] - t) * 1000 for s, t in self.sent.items() if s in self.seen)
+
+
+def start_ingest(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_", "INGEST_"))}
+    full.update(env)
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=out, stderr=out)
+
+
+def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, broker: Mosquitto,
+             influxd: Influxd, work: Path, *, ready_marker: str) -> Result:
+    db = f"bench_{case}_{uuid.uuid4().hex[:6]}"
+    http_port = free_port()
+    env = {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": f"bench-{db}",
+           "INGEST_HTTP_ADDR": f"127.0.0.1:{http_port}", "INGEST_SPOOL_DIR": str(work / db / "spool"),
+           "LOG_LEVEL": "INFO"}
+    log = work / f"{db}.log"
+    (work / db).mkdir(parents=True)
+    files = []
+    for i, (topic, lines) in enumerate(topics.items()):
+        for j in range(0, len(lines), CHUNK):
+            path = work / db / f"{i}-{j}.txt"
+            path.write_text("\n".join(lines[j:j + CHUNK]) + "\n")
+            files.append((topic, path))
+    proc = start_ingest(cmd, env, log)
+    try:
+        wait_for(lambda: ready_marker in log.read_text() or proc.poll() is not None, timeout=60,
+                 what=f"{case} ingest ready")
+        influxd.query(f'CREATE DATABASE "{db}"')
+        cpu0, _ = proc_stats(proc.pid)
+        started = time.monotonic()
+        with Probe(broker, influxd, db) as probe:
+            pubs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+                                      "-M", "1000", "-t", topic, "-l"], stdin=path.open("rb"))
+                    for topic, path in files]
+            count = 0
+
+            def all_written() -> bool:
+                nonlocal count
+                count = influxd.count("occupancy", "people", db, f"WHERE station != '{PROBE_STATION}'")
+                return count >= n
+
+            wait_for(all_written, timeout=1800, interval=0.2, what=f"{n} readings of case {case}")
+            seconds = time.monotonic() - started
+            for p in pubs:
+                p.wait()
+        cpu1, rss = proc_stats(proc.pid)
+        lat = probe.latencies_ms()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return Result(case, count, round(seconds, 2), round(n / seconds), round((cpu1 - cpu0) / n * 1000, 4),
+                  round(rss, 1), round(statistics.median(lat)) if lat else None,
+                  round(lat[int(len(lat) * 0.99) - 1]) if len(lat) > 1 else None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200_000, help="readings per case")
+    parser.add_argument("--stations", type=int, default=45, help="station topics the feed is spread over")
+    parser.add_argument("--baseline-n", type=int, default=None, help="readings for the naive case (default --n)")
+    parser.add_argument("--cases", default="single,batch100,naive")
+    args = parser.parse_args()
+    stations = [s.id for s in registry.load().reporting if s.id != PROBE_STATION][: args.stations]
+    t0_ms = int(time.time() * 1000) - 3_600_000
+    results = []
+    with tempfile.TemporaryDirectory(prefix="yizhan-bench-") as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work / "mosquitto", persistence=False).start()
+        influxd = Influxd(work / "influxd").start()
+        try:
+            ingest = [sys.executable, "-m", "ingest"]
+            naive = [sys.executable, str(ROOT / "bench" / "naive_ingest.py")]
+            for case in args.cases.split(","):
+                n = args.baseline_n or args.n if case == "naive" else args.n
+                per_message = 100 if case == "batch100" else 1
+                topics = feed(stations, n, per_message, t0_ms)
+                cmd = naive if case == "naive" else ingest
+                marker = "naive ingest ready" if case == "naive" else "MQTT connected"
+                result = run_case(case, cmd, topics, n, broker, influxd, work, ready_marker=marker)
+                results.append(result)
+                print(json.dumps(asdict(result)), flush=True)
+        finally:
+            broker.stop()
+            influxd.stop()
+    print()
+    print(f"{'case':<10} {'readings':>9} {'seconds':>8} {'readings/s':>11} {'CPU s/1000':>11} {'peak RSS MB':>12} "
+          f"{'p50 ms':>7} {'p99 ms':>7}")
+    for r in results:
+        print(f"{r.case:<10} {r.readings:>9} {r.seconds:>8} {r.readings_per_s:>11} {r.cpu_s_per_1000:>11} "
+              f"{r.peak_rss_mb:>12} {r.latency_p50_ms!s:>7} {r.latency_p99_ms!s:>7}")
+    by_case = {r.case: r for r in results}
+    if "single" in by_case and "naive" in by_case:
+        print(f"\nsingle / naive: {by_case['single'].readings_per_s / by_case['naive'].readings_per_s:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The decoder: contract rules, reject reasons, and that it never raises."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from telemetry import registry
+from telemetry.codec import Decoder
+from telemetry.contract import MAX_PAYLOAD_BYTES, AgentConfig, Charger, Occupancy, RejectReason, Temperature
+
+REG = registry.load()
+NOW_MS = 1_795_000_000_000
+DECODER = Decoder(REG, clock=lambda: NOW_MS / 1000)
+S = "PL-KT-001"
+
+
+def decode(kind: str, payload: Any, station: str = S) -> tuple[list[Any], list[tuple[str, str]]]:
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+    out = DECODER.decode(f"stations/v1/{station}/{kind}", raw)
+    return out.readings, [(r.reason.value, r.detail) for r in out.rejects]
+
+
+def test_codec_valid_readings_of_each_kind() -> None:
+    readings, rejects = decode("occupancy", {"ts": NOW_MS, "seq": 0, "people": 0, "entries": 5, "exits": 5})
+    assert rejects == []
+    assert readings == [Occupancy(ts=NOW_MS, seq=0, people=0, entries=5, exits=5)]
+    readings, _ = decode("charger", {"ts": "2026-11-18T08:26:40Z", "seq": 1, "charger_id": "C2",
+                                     "sockets_in_use": 10, "power_w": 0, "energy_wh": 1.5, "fault": "过流,E=1"})
+    assert readings == [Charger(ts=1_794_990_400_000, seq=1, charger_id="C2", sockets_in_use=10, power_w=0.0,
+                                energy_wh=1.5, fault="过流,E=1")]
+    readings, _ = decode("temperature", [{"ts": NOW_MS - i, "seq": i, "sensor": "outdoor", "celsius": -60}
+                                         for i in range(1000)])
+    assert len(readings) == 1000
+    assert isinstance(readings[0], Temperature)
+
+
+@pytest.mark.parametrize(("payload", "detail"), [
+    ({"ts": NOW_MS, "seq": 1, "people": "3"}, "people: Input should be a valid integer"),
+    ({"ts": NOW_MS, "seq": 1, "people": 3.0}, "people: Input should be a valid integer"),
+    ({"ts": NOW_MS, "seq": 1, "people": True}, "people: Input should be a valid integer"),
+    ({"ts": NOW_MS, "seq": -1, "people": 3}, "seq: Input should be greater than or equal to 0"),
+    ({"ts": NOW_MS, "seq": 2**63, "people": 3}, "seq: Input should be less than or equal to 9223372036854775807"),
+    ({"ts": "2026-11-18T08:26:40", "seq": 1, "people": 3}, "ts: Value error, ts must be an RFC 3339 string"),
+    ({"ts": "2026-11-18", "seq": 1, "people": 3}, "ts: Value error, ts must be an RFC 3339 string"),
+    ({"ts": 1.5, "seq": 1, "people": 3}, "ts: Value error, ts must be an RFC 3339 string"),
+    ({"ts": None, "seq": 1, "people": 3}, "ts: Value error, ts must be an RFC 3339 string"),
+    ({"seq": 1, "people": 3}, "ts: Field required"),
+    ({"ts": NOW_MS, "seq": 1, "people": 3, "extra": None}, "extra: Extra inputs are not permitted"),
+    ([], "a batch holds 1 to 1000 readings, this one 0"),
+    ([{"ts": NOW_MS, "seq": 1, "people": 1}] * 1001, "a batch holds 1 to 1000 readings, this one 1001"),
+    ("people", "reading: Input should be a valid dictionary or instance of Occupancy"),
+    ([[{"ts": NOW_MS}]], "[0] reading: Input should be a valid dictionary or instance of Occupancy"),
+])
+def test_codec_schema_rejects(payload: Any, detail: str) -> None:
+    readings, rejects = decode("occupancy", payload)
+    assert readings == []
+    assert len(rejects) == 1
+    assert rejects[0][0] == "schema"
+    assert rejects[0][1].startswith(detail)
+
+
+@pytest.mark.parametrize(("payload", "detail"), [
+    (b'{"ts": 1, "seq": 1, "people": NaN}', "NaN is not valid JSON"),
+    (b'{"ts": 1, "seq": 1, "people": Infinity}', "Infinity is not valid JSON"),
+    (b'{"ts": 1, "seq": 1, "people": 1, "people": 2}', "duplicate key 'people'"),
+    (b"\xef\xbb\xbf{}", "Unexpected UTF-8 BOM (decode using utf-8-sig) at line 1 column 1"),
+    (b'{"a": "\xc3\x28"}', "not UTF-8: invalid continuation byte at byte 7"),
+    (b"[" * 50_000, "nested too deeply"),
+    (b"", "Expecting value at line 1 column 1"),
+])
+def test_codec_bad_json_rejects(payload: bytes, detail: str) -> None:
+    assert decode("occupancy", payload) == ([], [("bad_json", detail)])
+
+
+def test_codec_huge_float_is_not_infinity() -> None:
+    _, rejects = decode("charger", b'{"ts": 1795000000000, "seq": 1, "charger_id": "C1", "sockets_in_use": 1,'
+                                   b' "power_w": 1e400, "energy_wh": 1}')
+    assert rejects == [("schema", "power_w: Input should be a finite number")]
+
+
+def test_codec_too_large_is_checked_before_parsing() -> None:
+    assert decode("occupancy", b"x" * (MAX_PAYLOAD_BYTES + 1)) == (
+        [], [("too_large", f"payload is {MAX_PAYLOAD_BYTES + 1} bytes, at most {MAX_PAYLOAD_BYTES}")])
+
+
+def test_codec_control_characters_in_strings_are_rejected() -> None:
+    _, rejects = decode("charger", {"ts": NOW_MS, "seq": 1, "charger_id": "C1", "sockets_in_use": 1,
+                                    "power_w": 1, "energy_wh": 1, "fault": "E1\nweather,x=1 2"})
+    assert rejects == [("schema", "fault: String should match pattern '^[^\\x00-\\x1f\\x7f]*$'")]
+
+
+def test_codec_config_topic_is_ignored_and_status_is_not_a_batch() -> None:
+    out = DECODER.decode(f"stations/v1/{S}/config", b"not even json")
+    assert (out.readings, out.rejects, out.status) == ([], [], None)
+    _, rejects = decode("status", [{"state": "online"}])
+    assert rejects[0][0] == "schema"
+
+
+def test_codec_agent_config_defaults() -> None:
+    assert AgentConfig().model_dump() == {"rev": "default", "occupancy_interval_s": 60, "charger_interval_s": 30,
+                                          "temperature_interval_s": 60, "status_interval_s": 60}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(
+        st.sampled_from(["ts", "seq", "people", "entries", "exits", "charger_id", "sockets_in_use", "power_w",
+                         "energy_wh", "fault", "sensor", "celsius", "humidity_pct", "state", "fw", "x"]) | st.text(),
+        children, max_size=8),
+    max_leaves=30)
+topics = st.one_of(
+    st.builds(lambda sid, kind: f"stations/v1/{sid}/{kind}",
+              st.sampled_from([S, "PL-KT-042", "PL-KT-999", "", "+", "#", "x" * 300]),
+              st.sampled_from(["occupancy", "charger", "temperature", "status", "config", "", "other"])),
+    st.text(max_size=80))
+
+
+@settings(max_examples=400, deadline=None)
+@given(topic=topics, payload=st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode())))
+def test_codec_never_raises_and_every_outcome_is_points_or_counted_rejects(topic: str, payload: bytes) -> None:
+    out = DECODER.decode(topic, payload)
+    valid = len(out.readings) + (out.status is not None)
+    ignored = out.kind is not None and out.kind.value == "config"
+    assert valid or out.rejects or ignored
+    for reject in out.rejects:
+        assert isinstance(reject.reason, RejectReason)
+        assert len(reject.detail) <= 256
+        assert len(reject.topic) <= 256
