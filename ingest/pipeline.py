@@ -27,7 +27,7 @@ from ingest.metrics import Metrics
 from ingest.spool import Spool
 from ingest.subscriber import AckToken, Message, Subscriber
 from ingest.writer import Writer
-from telemetry.codec import Decoder, Reject, clip
+from telemetry.codec import Decoded, Decoder, Reject, clip
 from telemetry.contract import RejectReason
 from telemetry.registry import Registry
 
@@ -84,18 +84,20 @@ class Pipeline:
     def on_message(self, msg: Message) -> None:
         self._metrics.messages.inc()
         now_ms = int(self._clock() * 1000)
-        decoded = self._decoder.decode(msg.topic, msg.payload)
         batch = self._current
         was_empty = not batch.lines and not batch.tokens
         if was_empty:
             batch.started = time.monotonic()
+        try:
+            decoded = self._decoder.decode(msg.topic, msg.payload)
+            points = self._encode(decoded, now_ms)
+            rejects = decoded.rejects
+        except Exception as exc:  # a bug must not turn one message into a redelivery loop
+            logger.exception("cannot process a message on %s", msg.topic)
+            points, rejects = [], [Reject(RejectReason.SCHEMA, "", clip(msg.topic), clip(f"internal error: {exc!r}"))]
         lines = batch.lines
-        station = decoded.station
-        if station is not None:
-            lines.extend(lineprotocol.reading(station, r) for r in decoded.readings)
-            if decoded.status is not None:
-                lines.append(lineprotocol.status(station, decoded.status, now_ms))
-        for reject in decoded.rejects:
+        lines.extend(points)
+        for reject in rejects:
             self._add_reject(lines, reject, now_ms)
         if msg.token is not None:
             batch.tokens.append(msg.token)
@@ -103,6 +105,16 @@ class Pipeline:
             self._seal()
         elif was_empty:
             self._wakeup.set()  # the writer task starts this batch's timer
+
+    @staticmethod
+    def _encode(decoded: Decoded, now_ms: int) -> list[str]:
+        station = decoded.station
+        if station is None:
+            return []
+        points = [lineprotocol.reading(station, r) for r in decoded.readings]
+        if decoded.status is not None:
+            points.append(lineprotocol.status(station, decoded.status, now_ms))
+        return points
 
     def _add_reject(self, lines: list[str], reject: Reject, now_ms: int) -> None:
         self._metrics.rejects.labels(reject.reason.value).inc()

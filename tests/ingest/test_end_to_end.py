@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -119,3 +120,14 @@ def test_end_to_end_injection_is_stored_verbatim_or_rejected(broker: Mosquitto, 
     assert influxd.query("SHOW TAG VALUES FROM charger WITH KEY = charger", db)[0]["values"] == [["charger", "C1"]]
     assert set(field_types(influxd, db, "charger")) == {"sockets_in_use", "sockets_total", "power_w", "energy_wh",
                                                         "fault", "seq"}
+
+
+def test_end_to_end_json_logs_and_healthz(broker: Mosquitto, influxd: Influxd, db: str,
+                                          start_ingest: IngestFactory) -> None:
+    ingest = start_ingest(LOG_FORMAT="json", INGEST_SUMMARY_SECONDS="0.2")
+    assert ingest.health() == {"status": "ok", "mqtt_connected": True, "influx_up": True, "spool_batches": 0,
+                               "pending_points": 0}
+    wait_for(lambda: "summary: received" in ingest.log.read_text(), what="a summary line")
+    entries = [json.loads(line) for line in ingest.log.read_text().splitlines()]
+    assert {"ts", "level", "logger", "msg"} <= set(entries[0])
+    assert any(e["logger"] == "ingest.subscriber" and e["msg"].startswith("MQTT connected") for e in entries)
