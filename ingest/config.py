@@ -23,6 +23,8 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     ingest_batch_points: Annotated[int, Field(ge=1, le=100_000)] = 5000
     ingest_batch_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     ingest_summary_seconds: Annotated[float, Field(gt=0)] = 60.0
+    ingest_stats_seconds: Annotated[float, Field(gt=0)] = 10.0
+    ingest_station_stats_seconds: Annotated[float, Field(gt=0)] = 60.0
 
     @field_validator("ingest_http_addr")
     @classmethod

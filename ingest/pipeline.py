@@ -25,6 +25,7 @@ from ingest import lineprotocol
 from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError, SpoolFullError
 from ingest.metrics import Metrics
 from ingest.spool import Spool
+from ingest.stats import Stats
 from ingest.subscriber import AckToken, Message, Subscriber
 from ingest.writer import Writer
 from telemetry.codec import Decoded, Decoder, Reject, clip
@@ -56,10 +57,10 @@ class Pipeline:
     """
 
     def __init__(self, *, registry: Registry, writer: Writer, spool: Spool, metrics: Metrics,
-                 batch_points: int = 5000, batch_seconds: float = 1.0, max_pending: int = 4,
-                 clock: Callable[[], float] = time.time) -> None:
+                 stats: Stats | None = None, batch_points: int = 5000, batch_seconds: float = 1.0,
+                 max_pending: int = 4, clock: Callable[[], float] = time.time) -> None:
         self._decoder = Decoder(registry, clock=clock)
-        self._writer, self._spool, self._metrics = writer, spool, metrics
+        self._writer, self._spool, self._metrics, self._stats = writer, spool, metrics, stats
         self._batch_points, self._batch_seconds, self._max_pending = batch_points, batch_seconds, max_pending
         self._clock = clock
         self._current = Batch()
@@ -92,6 +93,8 @@ class Pipeline:
             decoded = self._decoder.decode(msg.topic, msg.payload)
             points = self._encode(decoded, now_ms)
             rejects = decoded.rejects
+            if self._stats is not None and decoded.readings and decoded.station is not None:
+                self._stats.readings(decoded.station, [r.ts for r in decoded.readings], now_ms)
         except Exception as exc:  # a bug must not turn one message into a redelivery loop
             logger.exception("cannot process a message on %s", msg.topic)
             points, rejects = [], [Reject(RejectReason.SCHEMA, "", clip(msg.topic), clip(f"internal error: {exc!r}"))]
@@ -115,6 +118,14 @@ class Pipeline:
         if decoded.status is not None:
             points.append(lineprotocol.status(station, decoded.status, now_ms))
         return points
+
+    def add_points(self, lines: list[str]) -> None:
+        """Points of ingest's own (statistics), written with the next batch."""
+        batch = self._current
+        if not batch.lines and not batch.tokens:
+            batch.started = time.monotonic()
+            self._wakeup.set()
+        batch.lines.extend(lines)
 
     def _add_reject(self, lines: list[str], reject: Reject, now_ms: int) -> None:
         self._metrics.rejects.labels(reject.reason.value).inc()
@@ -239,7 +250,10 @@ class Pipeline:
             await self._write(b"\n".join(lines[:half]))
             await self._write(b"\n".join(lines[half:]))
             return
-        self._metrics.write_seconds.observe(time.monotonic() - started)
+        took = time.monotonic() - started
+        self._metrics.write_seconds.observe(took)
+        if self._stats is not None:
+            self._stats.write_took(took)
         self._metrics.points.inc(body.count(b"\n") + 1)
         if self._retry_delay > _RETRY_MIN:
             logger.info("InfluxDB is taking writes again")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from ingest.config import Settings
 from ingest.metrics import Metrics, serve_http
 from ingest.pipeline import Pipeline
 from ingest.spool import Spool
+from ingest.stats import Stats
 from ingest.subscriber import Subscriber
 from ingest.writer import make_writer
 from telemetry.contract import SUBSCRIPTION
@@ -28,7 +30,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     writer = make_writer(url=settings.influx_url, database=settings.influx_db, username=settings.influx_username,
                          password=settings.influx_password, token=settings.influx_token, org=settings.influx_org,
                          bucket=settings.influx_bucket, ca_file=settings.influx_ca_file)
-    pipeline = Pipeline(registry=registry, writer=writer, spool=spool, metrics=metrics,
+    stats = Stats(instance=settings.mqtt_client_id, metrics=metrics)
+    pipeline = Pipeline(registry=registry, writer=writer, spool=spool, metrics=metrics, stats=stats,
                         batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds)
     mqtt = settings.mqtt
     subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
@@ -55,6 +58,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
                 tg.create_task(pipeline.run(), name="influx-write"),
                 tg.create_task(serve_http(host, port, metrics, health), name="http"),
                 tg.create_task(_summaries(metrics, pipeline, settings.ingest_summary_seconds), name="summary"),
+                tg.create_task(_stats(stats, pipeline, settings), name="stats"),
             ]
             await stop.wait()
             logger.info("stopping: no more reads, flushing %d pending points", pipeline.pending_points)
@@ -72,6 +76,20 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
         await writer.aclose()
     _log_summary(metrics, pipeline)
     logger.info("stopped")
+
+
+async def _stats(stats: Stats, pipeline: Pipeline, settings: Settings) -> None:
+    """Write ``ingest_stats`` every INGEST_STATS_SECONDS, ``ingest_station_lag`` every INGEST_STATION_STATS_SECONDS."""
+    every, station_every = settings.ingest_stats_seconds, settings.ingest_station_stats_seconds
+    next_station = time.monotonic() + station_every
+    while True:
+        await asyncio.sleep(every)
+        now_ms = int(time.time() * 1000)
+        lines = [stats.interval_point(now_ms, pipeline.pending_points)]
+        if time.monotonic() >= next_station:
+            lines += stats.station_points(now_ms)
+            next_station += station_every
+        pipeline.add_points(lines)
 
 
 async def _summaries(metrics: Metrics, pipeline: Pipeline, every: float) -> None:

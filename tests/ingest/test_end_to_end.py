@@ -131,3 +131,28 @@ def test_end_to_end_json_logs_and_healthz(broker: Mosquitto, influxd: Influxd, d
     entries = [json.loads(line) for line in ingest.log.read_text().splitlines()]
     assert {"ts", "level", "logger", "msg"} <= set(entries[0])
     assert any(e["logger"] == "ingest.subscriber" and e["msg"].startswith("MQTT connected") for e in entries)
+
+
+def test_end_to_end_ingest_stats_and_station_lag(broker: Mosquitto, influxd: Influxd, db: str,
+                                                 start_ingest: IngestFactory) -> None:
+    """ingest writes its own statistics into InfluxDB: rates, spool, write latency, lag per reading and station."""
+    start_ingest(INGEST_STATS_SECONDS="0.3", INGEST_STATION_STATS_SECONDS="0.3", MQTT_CLIENT_ID="ingest-a")
+    old = now_ms() - 120_000
+    publish(broker.port, [(t(S, "occupancy"), [occupancy(i, 1, ts=old + i) for i in range(10)]),
+                          (t("PL-KT-999", "occupancy"), "{}")])
+
+    def busy_interval() -> list[dict[str, Any]]:
+        return influxd.rows("SELECT * FROM ingest_stats WHERE readings > 0", db)
+
+    [stat] = wait_for(busy_interval, what="an ingest_stats point with readings")
+    assert stat["instance"] == "ingest-a"
+    assert (stat["messages"], stat["readings"], stat["rejects"]) == (2, 10, 1)
+    assert 120_000 - 100 <= stat["lag_p50_ms"] <= stat["lag_p99_ms"] < 180_000
+    assert stat["mqtt_connected"] is True
+    assert stat["spool_bytes"] == 0
+    [lag] = wait_for(lambda: influxd.rows("SELECT * FROM ingest_station_lag", db), what="a station lag point")
+    assert (lag["station"], lag["district"], lag["messages"]) == (S, "kongtong", 1)
+    assert lag["lag_min_ms"] == lag["lag_max_ms"] == lag["lag_p50_ms"]
+    assert 120_000 - 100 <= lag["lag_min_ms"] < 180_000
+    wait_for(lambda: any(r["write_ms_mean"] for r in influxd.rows("SELECT * FROM ingest_stats", db)),
+             what="a write latency in ingest_stats")

@@ -1,0 +1,121 @@
+"""Pipeline statistics written into InfluxDB itself, so dashboards need no Prometheus.
+
+Every ``interval`` (10 s) one ``ingest_stats`` point (tag ``instance``): messages, readings,
+rejects, points written, spool size, write latency, pending points, and the lag between a reading's
+device ``ts`` and its arrival (p50/p99, from a uniform sample of the interval's readings). Every
+``station_interval`` (60 s) one ``ingest_station_lag`` point per station heard from (tags station,
+district): the lag of its newest reading per message (min, median, max), which shows clocks that
+drift (persistently negative) or readings that arrive late while the station is online.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from ingest.lineprotocol import tag
+from ingest.metrics import Metrics
+from telemetry.registry import Station
+
+_SAMPLE = 10_000
+_STATION_SAMPLE = 64
+
+
+@dataclass(slots=True)
+class _StationLag:
+    district: str
+    lags: list[int] = field(default_factory=list)
+    count: int = 0
+
+
+def _quantile(ordered: list[int], q: float) -> int:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Stats:
+    """Collects lags on the hot path; renders the periodic points.
+
+    Args:
+        instance: tag of this ingest process (its MQTT client id).
+    """
+
+    def __init__(self, *, instance: str, metrics: Metrics) -> None:
+        self._instance = tag(instance)
+        self._metrics = metrics
+        self._rng = random.Random(0)  # noqa: S311 - sampling, not security
+        self._lags: list[int] = []
+        self._seen = 0
+        self._readings = 0
+        self._stations: dict[str, _StationLag] = {}
+        self._last: dict[str, float] = {}
+        self._write_sum = 0.0
+        self._write_count = 0
+        self._write_max = 0.0
+
+    def readings(self, station: Station, ts_list: list[int], arrival_ms: int) -> None:
+        """Record the readings of one message (hot path: a few operations per reading)."""
+        self._readings += len(ts_list)
+        lags = self._lags
+        for ts in ts_list:
+            lag = arrival_ms - ts
+            self._seen += 1
+            if len(lags) < _SAMPLE:
+                lags.append(lag)
+            else:
+                j = self._rng.randrange(self._seen)
+                if j < _SAMPLE:
+                    lags[j] = lag
+        entry = self._stations.get(station.id)
+        if entry is None:
+            entry = self._stations[station.id] = _StationLag(station.district)
+        entry.count += 1
+        if len(entry.lags) < _STATION_SAMPLE:
+            entry.lags.append(arrival_ms - max(ts_list))
+
+    def write_took(self, seconds: float) -> None:
+        self._write_sum += seconds
+        self._write_count += 1
+        self._write_max = max(self._write_max, seconds)
+
+    def _delta(self, name: str, value: float) -> float:
+        previous = self._last.get(name, 0.0)
+        self._last[name] = value
+        return value - previous
+
+    def interval_point(self, now_ms: int, pending_points: int) -> str:
+        """The ``ingest_stats`` line for the interval that ends now; resets the interval."""
+        m = self._metrics
+        rejects = sum(m.reject_counts().values())
+        fields = [
+            f"messages={int(self._delta('messages', m.messages._value.get()))}i",
+            f"readings={self._readings}i",
+            f"rejects={int(self._delta('rejects', rejects))}i",
+            f"points_written={int(self._delta('points', m.points._value.get()))}i",
+            f"spool_bytes={int(m.spool_bytes._value.get())}i",
+            f"spool_batches={int(m.spool_batches._value.get())}i",
+            f"pending_points={pending_points}i",
+            f"writes={self._write_count}i",
+            f"mqtt_connected={'true' if m.mqtt_connected._value.get() else 'false'}",
+            f"influx_up={'true' if m.influx_up._value.get() else 'false'}",
+        ]
+        if self._write_count:
+            fields.append(f"write_ms_mean={self._write_sum / self._write_count * 1000:.3f}")
+            fields.append(f"write_ms_max={self._write_max * 1000:.3f}")
+        if self._lags:
+            ordered = sorted(self._lags)
+            fields.append(f"lag_p50_ms={_quantile(ordered, 0.5)}i")
+            fields.append(f"lag_p99_ms={_quantile(ordered, 0.99)}i")
+        self._lags, self._seen, self._readings = [], 0, 0
+        self._write_sum, self._write_count, self._write_max = 0.0, 0, 0.0
+        return f"ingest_stats,instance={self._instance} {','.join(fields)} {now_ms}"
+
+    def station_points(self, now_ms: int) -> list[str]:
+        """One ``ingest_station_lag`` line per station heard from since the last call."""
+        lines = []
+        for station_id, entry in self._stations.items():
+            ordered = sorted(entry.lags)
+            lines.append(f"ingest_station_lag,station={tag(station_id)},district={tag(entry.district)} "
+                         f"messages={entry.count}i,lag_min_ms={ordered[0]}i,lag_p50_ms={_quantile(ordered, 0.5)}i,"
+                         f"lag_max_ms={ordered[-1]}i {now_ms}")
+        self._stations = {}
+        return lines
