@@ -6,36 +6,53 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from telemetry.contract import RejectReason
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class Counts:
+    """Counters as plain integers: the hot path adds to them, the collector reads them at scrape time."""
+
+    messages: int = 0
+    points_written: int = 0
+    spooled_batches: int = 0
+    rejects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RejectReason, 0))
+
+
+class _CountsCollector(Collector):
+    def __init__(self, counts: Counts) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        c = self._counts
+        yield CounterMetricFamily("ingest_messages_received", "MQTT messages received", value=c.messages)
+        yield CounterMetricFamily("ingest_points_written", "Points written to InfluxDB (readings, status, rejects)",
+                                  value=c.points_written)
+        yield CounterMetricFamily("ingest_spooled_batches", "Batches written to the disk spool",
+                                  value=c.spooled_batches)
+        rejects = CounterMetricFamily("ingest_rejects", "Readings or messages rejected, by reason", labels=["reason"])
+        for reason, count in c.rejects.items():
+            rejects.add_metric([str(reason)], count)
+        yield rejects
+
+
 class Metrics:
-    """The counters; one registry per instance so tests can run several services in one process."""
+    """One registry per instance, so tests can run several services in one process."""
 
     def __init__(self) -> None:
+        self.counts = Counts()
         self.registry = CollectorRegistry()
         r = self.registry
-        self.messages = Counter("ingest_messages_received", "MQTT messages received", registry=r)
-        self.points = Counter("ingest_points_written", "Points written to InfluxDB (readings, status)",
-                              registry=r)
-        self.rejects = Counter("ingest_rejects", "Readings or messages rejected, by reason", ["reason"],
-                               registry=r)
-        for reason in RejectReason:
-            self.rejects.labels(reason.value)
-        self.spooled = Counter("ingest_spooled_batches", "Batches written to the disk spool", registry=r)
+        r.register(_CountsCollector(self.counts))
         self.spool_bytes = Gauge("ingest_spool_bytes", "Bytes waiting in the disk spool", registry=r)
         self.spool_batches = Gauge("ingest_spool_batches", "Batches waiting in the disk spool", registry=r)
         self.spool_full = Gauge("ingest_spool_full", "1 while the spool is full and acks are held", registry=r)
@@ -46,8 +63,8 @@ class Metrics:
         self.pending_points = Gauge("ingest_pending_points", "Points received, not yet written or spooled",
                                     registry=r)
 
-    def reject_counts(self) -> dict[str, int]:
-        return {reason.value: int(self.rejects.labels(reason.value)._value.get()) for reason in RejectReason}
+    def gauge(self, gauge: Gauge) -> float:
+        return float(gauge._value.get())
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

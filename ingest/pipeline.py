@@ -26,7 +26,7 @@ from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError, Spool
 from ingest.metrics import Metrics
 from ingest.spool import Spool
 from ingest.stats import Stats
-from ingest.subscriber import AckToken, Message, Subscriber
+from ingest.subscriber import AckToken, Subscriber
 from ingest.writer import Writer
 from telemetry.codec import Decoded, Decoder, Reject, clip
 from telemetry.contract import RejectReason
@@ -61,6 +61,7 @@ class Pipeline:
                  max_pending: int = 4, clock: Callable[[], float] = time.time) -> None:
         self._decoder = Decoder(registry, clock=clock)
         self._writer, self._spool, self._metrics, self._stats = writer, spool, metrics, stats
+        self._counts = metrics.counts
         self._batch_points, self._batch_seconds, self._max_pending = batch_points, batch_seconds, max_pending
         self._clock = clock
         self._current = Batch()
@@ -82,28 +83,28 @@ class Pipeline:
 
     # --- receiving (synchronous, called by the subscriber for every PUBLISH) -----------------
 
-    def on_message(self, msg: Message) -> None:
-        self._metrics.messages.inc()
+    def on_message(self, topic: str, payload: bytes, token: AckToken | None) -> None:
+        self._counts.messages += 1
         now_ms = int(self._clock() * 1000)
         batch = self._current
         was_empty = not batch.lines and not batch.tokens
         if was_empty:
             batch.started = time.monotonic()
         try:
-            decoded = self._decoder.decode(msg.topic, msg.payload)
+            decoded = self._decoder.decode(topic, payload)
             points = self._encode(decoded, now_ms)
             rejects = decoded.rejects
             if self._stats is not None and decoded.readings and decoded.station is not None:
                 self._stats.readings(decoded.station, [r.ts for r in decoded.readings], now_ms)
         except Exception as exc:  # a bug must not turn one message into a redelivery loop
-            logger.exception("cannot process a message on %s", msg.topic)
-            points, rejects = [], [Reject(RejectReason.SCHEMA, "", clip(msg.topic), clip(f"internal error: {exc!r}"))]
+            logger.exception("cannot process a message on %s", topic)
+            points, rejects = [], [Reject(RejectReason.SCHEMA, "", clip(topic), clip(f"internal error: {exc!r}"))]
         lines = batch.lines
         lines.extend(points)
         for reject in rejects:
             self._add_reject(lines, reject, now_ms)
-        if msg.token is not None:
-            batch.tokens.append(msg.token)
+        if token is not None:
+            batch.tokens.append(token)
         if len(lines) >= self._batch_points:
             self._seal()
         elif was_empty:
@@ -128,7 +129,7 @@ class Pipeline:
         batch.lines.extend(lines)
 
     def _add_reject(self, lines: list[str], reject: Reject, now_ms: int) -> None:
-        self._metrics.rejects.labels(reject.reason.value).inc()
+        self._counts.rejects[reject.reason] += 1
         logger.debug("reject %s %s: %s", reject.reason.value, reject.topic, reject.detail)
         # one point per reject: distinct timestamps, so a burst of equal rejects is not merged
         self._last_reject_ms = max(now_ms, self._last_reject_ms + 1)
@@ -209,7 +210,7 @@ class Pipeline:
                     self._spool_full_logged = True
                 await asyncio.sleep(max(self._retry_at - time.monotonic(), _RETRY_MIN))
                 continue
-            self._metrics.spooled.inc()
+            self._counts.spooled_batches += 1
             self._metrics.spool_full.set(0)
             self._update_spool_gauges()
             return
@@ -254,7 +255,7 @@ class Pipeline:
         self._metrics.write_seconds.observe(took)
         if self._stats is not None:
             self._stats.write_took(took)
-        self._metrics.points.inc(body.count(b"\n") + 1)
+        self._counts.points_written += body.count(b"\n") + 1
         if self._retry_delay > _RETRY_MIN:
             logger.info("InfluxDB is taking writes again")
         self._metrics.influx_up.set(1)

@@ -48,7 +48,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
 
     def health() -> dict[str, object]:
         return {"status": "ok", "mqtt_connected": subscriber.connected.is_set(),
-                "influx_up": bool(metrics.influx_up._value.get()), "spool_batches": len(spool),
+                "influx_up": bool(metrics.gauge(metrics.influx_up)), "spool_batches": len(spool),
                 "pending_points": pipeline.pending_points}
 
     try:
@@ -100,9 +100,9 @@ async def _summaries(metrics: Metrics, pipeline: Pipeline, every: float) -> None
 
 def _log_summary(metrics: Metrics, pipeline: Pipeline) -> None:
     with contextlib.suppress(Exception):
-        rejects = {k: v for k, v in metrics.reject_counts().items() if v}
+        c = metrics.counts
+        rejects = {str(k): v for k, v in c.rejects.items() if v}
         logger.info("summary: received %d messages, written %d points, rejected %s, spooled %d batches "
-                    "(%d waiting, %d bytes), pending %d points",
-                    metrics.messages._value.get(), metrics.points._value.get(), rejects or "none",
-                    metrics.spooled._value.get(), metrics.spool_batches._value.get(),
-                    metrics.spool_bytes._value.get(), pipeline.pending_points)
+                    "(%d waiting, %d bytes), pending %d points", c.messages, c.points_written, rejects or "none",
+                    c.spooled_batches, metrics.gauge(metrics.spool_batches), metrics.gauge(metrics.spool_bytes),
+                    pipeline.pending_points)

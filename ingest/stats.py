@@ -85,18 +85,18 @@ class Stats:
     def interval_point(self, now_ms: int, pending_points: int) -> str:
         """The ``ingest_stats`` line for the interval that ends now; resets the interval."""
         m = self._metrics
-        rejects = sum(m.reject_counts().values())
+        c = m.counts
         fields = [
-            f"messages={int(self._delta('messages', m.messages._value.get()))}i",
+            f"messages={int(self._delta('messages', c.messages))}i",
             f"readings={self._readings}i",
-            f"rejects={int(self._delta('rejects', rejects))}i",
-            f"points_written={int(self._delta('points', m.points._value.get()))}i",
-            f"spool_bytes={int(m.spool_bytes._value.get())}i",
-            f"spool_batches={int(m.spool_batches._value.get())}i",
+            f"rejects={int(self._delta('rejects', sum(c.rejects.values())))}i",
+            f"points_written={int(self._delta('points', c.points_written))}i",
+            f"spool_bytes={int(m.gauge(m.spool_bytes))}i",
+            f"spool_batches={int(m.gauge(m.spool_batches))}i",
             f"pending_points={pending_points}i",
             f"writes={self._write_count}i",
-            f"mqtt_connected={'true' if m.mqtt_connected._value.get() else 'false'}",
-            f"influx_up={'true' if m.influx_up._value.get() else 'false'}",
+            f"mqtt_connected={'true' if m.gauge(m.mqtt_connected) else 'false'}",
+            f"influx_up={'true' if m.gauge(m.influx_up) else 'false'}",
         ]
         if self._write_count:
             fields.append(f"write_ms_mean={self._write_sum / self._write_count * 1000:.3f}")

@@ -20,7 +20,6 @@ import ssl
 import struct
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from ingest.exceptions import ConnectRefusedError, MqttError, MqttProtocolError, SubscribeRefusedError
@@ -30,21 +29,15 @@ logger = logging.getLogger(__name__)
 AckToken = tuple[int, int]
 """(connection number, packet id) of a QoS 1 message."""
 
-_CONNACK, _PUBLISH, _PUBACK, _SUBACK, _PINGRESP = 2, 3, 4, 9, 13
+_PUBLISH = 3
 _PUBACK_PACK = struct.Struct("!BBH").pack
 _PINGREQ: Final = b"\xc0\x00"
 _DISCONNECT: Final = b"\xe0\x00"
 _MAX_PACKET: Final = 256 * 1024 * 1024  # MQTT's own limit
 
 
-@dataclass(slots=True, frozen=True)
-class Message:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    token: AckToken | None
-    """None for QoS 0 (nothing to acknowledge)."""
+OnMessage = Callable[[str, bytes, AckToken | None], None]
+"""Called for every PUBLISH, in order: topic, payload, and the token to acknowledge (None for QoS 0)."""
 
 
 def _varint(n: int) -> bytes:
@@ -87,7 +80,9 @@ class _Protocol(asyncio.Protocol):
     def __init__(self, owner: Subscriber, connection: int) -> None:
         self._owner = owner
         self._connection = connection
-        self._buf = bytearray()
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        self._need = 2
         self.transport: asyncio.Transport | None = None
         self.connack: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
         self.suback: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -107,53 +102,68 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
-        buf = self._buf
-        buf.extend(data)
-        i, end = 0, len(buf)
+        if self._pending:  # the rest of a packet split across reads: join once it is complete
+            self._pending.append(data)
+            self._pending_len += len(data)
+            if self._pending_len < self._need:
+                return
+            data = b"".join(self._pending)
+            self._pending = []
         try:
-            while end - i >= 2:
-                j, length, mult = i + 1, 0, 1
-                while True:  # remaining length: up to 4 bytes, 7 bits each
-                    if j >= end:
-                        length = -1
-                        break
-                    b = buf[j]
-                    j += 1
-                    length += (b & 127) * mult
-                    if b < 128:
-                        break
-                    mult *= 128
-                    if mult > 128**3:
-                        raise MqttProtocolError("malformed remaining length")
-                if length < 0 or j + length > end:
-                    break
-                self._packet(buf[i], buf, j, j + length)
-                i = j + length
+            i = self._parse(data)
         except (MqttProtocolError, IndexError) as exc:
             logger.warning("MQTT protocol error, closing the connection: %s", exc)
             if self.transport:
                 self.transport.abort()
             return
-        del buf[:i]
+        if i < len(data):
+            rest = data[i:]
+            self._pending, self._pending_len = [rest], len(rest)
 
-    def _packet(self, first: int, buf: bytearray, start: int, end: int) -> None:
+    def _parse(self, data: bytes) -> int:
+        """Handle every complete packet in ``data``; return where the incomplete rest begins."""
+        on_message, connection = self._owner.on_message, self._connection
+        i, end = 0, len(data)
+        while end - i >= 2:
+            j, length, mult = i + 1, 0, 1
+            while True:  # remaining length: up to 4 bytes, 7 bits each
+                if j >= end:
+                    self._need = end - i + 1
+                    return i
+                b = data[j]
+                j += 1
+                length += (b & 127) * mult
+                if b < 128:
+                    break
+                mult *= 128
+                if mult > 128**3:
+                    raise MqttProtocolError("malformed remaining length")
+            stop = j + length
+            if stop > end:
+                self._need = stop - i
+                return i
+            first = data[i]
+            if first >> 4 == _PUBLISH:  # the hot path, inline
+                k = j + 2 + ((data[j] << 8) | data[j + 1])
+                topic = data[j + 2:k].decode("utf-8", "replace")
+                if first & 0x06:
+                    on_message(topic, data[k + 2:stop], (connection, (data[k] << 8) | data[k + 1]))
+                else:
+                    on_message(topic, data[k:stop], None)
+            else:
+                self._control(first, data, j, stop)
+            i = stop
+        self._need = 2
+        return i
+
+    def _control(self, first: int, data: bytes, start: int, end: int) -> None:
         match first >> 4:
-            case 3:
-                qos = (first >> 1) & 3
-                tlen = (buf[start] << 8) | buf[start + 1]
-                k = start + 2 + tlen
-                topic = buf[start + 2:k].decode("utf-8", "replace")
-                token = None
-                if qos:
-                    token = (self._connection, (buf[k] << 8) | buf[k + 1])
-                    k += 2
-                self._owner.on_message(Message(topic, bytes(buf[k:end]), qos, bool(first & 1), token))
             case 2:
                 if not self.connack.done():
-                    self.connack.set_result((buf[start + 1], bool(buf[start] & 1)))
+                    self.connack.set_result((data[start + 1], bool(data[start] & 1)))
             case 9:
                 if not self.suback.done():
-                    self.suback.set_result(buf[start + 2] if end - start >= 3 else 0x80)
+                    self.suback.set_result(data[start + 2] if end - start >= 3 else 0x80)
             case 13 | 4:
                 pass
             case other:
@@ -168,12 +178,12 @@ class Subscriber:
         client_id: the session's identity; the broker keeps its subscription and unacknowledged
             messages while it is away.
         topic_filter: what to subscribe to, at QoS 1.
-        on_message: called synchronously for every PUBLISH, in order.
+        on_message: called synchronously for every PUBLISH, in order (see :data:`OnMessage`).
         tls: a TLS context for ``mqtts://``, or None.
     """
 
     def __init__(self, *, host: str, port: int, client_id: str, topic_filter: str,
-                 on_message: Callable[[Message], None], username: str | None = None,
+                 on_message: OnMessage, username: str | None = None,
                  password: str | None = None, tls: ssl.SSLContext | None = None,
                  keepalive: int = 30, connect_timeout: float = 10.0, backoff_max: float = 30.0) -> None:
         self.on_message = on_message

@@ -10,7 +10,7 @@ import pytest
 from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
 from ingest.spool import Spool
-from ingest.subscriber import Message
+from ingest.subscriber import AckToken
 from telemetry import registry
 from telemetry.codec import Decoder
 
@@ -38,9 +38,9 @@ def make(tmp_path: Path, **kwargs: float) -> tuple[Pipeline, RecordingWriter]:
     return pipeline, writer
 
 
-def occupancy(seq: int) -> Message:
+def occupancy(seq: int) -> tuple[str, bytes, AckToken]:
     payload = f'{{"ts": {int(NOW * 1000) - 1000 + seq}, "seq": {seq}, "people": 1}}'.encode()
-    return Message("stations/v1/PL-KT-001/occupancy", payload, 1, False, (1, seq))
+    return "stations/v1/PL-KT-001/occupancy", payload, (1, seq)
 
 
 async def test_pipeline_seals_at_batch_points_and_on_the_timer(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ async def test_pipeline_seals_at_batch_points_and_on_the_timer(tmp_path: Path) -
     task = asyncio.create_task(pipeline.run())
     try:
         for seq in range(1, 5):
-            pipeline.on_message(occupancy(seq))
+            pipeline.on_message(*occupancy(seq))
         async with asyncio.timeout(5):
             while len(writer.bodies) < 2:
                 await asyncio.sleep(0.01)
@@ -66,7 +66,7 @@ async def test_pipeline_turns_an_unexpected_error_into_a_reject(tmp_path: Path, 
         raise RuntimeError("boom")
 
     monkeypatch.setattr(Decoder, "decode", broken)
-    pipeline.on_message(occupancy(1))
+    pipeline.on_message(*occupancy(1))
     await pipeline.flush()
     [body] = writer.bodies
     assert body.startswith(b'ingest_rejects,reason=schema station="",topic="stations/v1/PL-KT-001/occupancy",'

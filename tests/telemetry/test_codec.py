@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from telemetry import registry
-from telemetry.codec import Decoder
-from telemetry.contract import MAX_PAYLOAD_BYTES, AgentConfig, Charger, Occupancy, RejectReason, Temperature
+from telemetry.codec import Decoded, Decoder
+from telemetry.contract import MAX_PAYLOAD_BYTES, AgentConfig, Charger, Kind, Occupancy, RejectReason, Temperature
 
 REG = registry.load()
 NOW_MS = 1_795_000_000_000
@@ -131,3 +131,79 @@ def test_codec_never_raises_and_every_outcome_is_points_or_counted_rejects(topic
         assert isinstance(reject.reason, RejectReason)
         assert len(reject.detail) <= 256
         assert len(reject.topic) <= 256
+
+
+SLOW = Decoder(REG, clock=lambda: NOW_MS / 1000, fast=False)
+FIELDS = ["ts", "seq", "people", "entries", "exits", "charger_id", "sockets_in_use", "power_w", "energy_wh", "fault",
+          "sensor", "celsius", "humidity_pct", "extra"]
+VALUES = [str(NOW_MS), str(NOW_MS - 1), "0", "1", "3", "10", "11", "-1", "1001", "2.5", "3.0", "1e400", "-0",
+          str(2**63), "true", "null", "NaN", '"C1"', '"C2"', '"indoor"', '"outdoor"', '"E:1"', '"a\\"b"',
+          '"\\u0043\\u0031"', '"2026-11-18T08:26:40Z"', '"2026-11-18T08:26:40+08:00"', "{}", "[]", '"\\u003a"',
+          '"x y"']
+SPACES = ["", "", "", "", "", " ", "\n", "\t"]  # mostly compact, so the fast path runs often
+
+
+TEMPLATES = {
+    "occupancy": [("ts", str(NOW_MS)), ("seq", "1"), ("people", "3"), ("entries", "5"), ("exits", "2")],
+    "charger": [("ts", '"2026-11-18T08:26:40+08:00"'), ("seq", "7"), ("charger_id", '"C1"'), ("sockets_in_use", "3"),
+                ("power_w", "2.5"), ("energy_wh", "10"), ("fault", '"E:1"')],
+    "temperature": [("ts", str(NOW_MS - 5)), ("seq", "0"), ("sensor", '"indoor"'), ("celsius", "-3.5"),
+                    ("humidity_pct", "40")],
+}
+
+
+@st.composite
+def reading_json(draw: st.DrawFn, kind: str) -> str:
+    """A valid reading of ``kind``, often mutated: values swapped, keys duplicated, dropped or added, escapes."""
+    pairs = list(TEMPLATES[kind])
+    for _ in range(draw(st.integers(0, 2))):
+        match draw(st.integers(0, 4)):
+            case 0:
+                i = draw(st.integers(0, len(pairs) - 1))
+                pairs[i] = (pairs[i][0], draw(st.sampled_from(VALUES)))
+            case 1:
+                pairs.insert(draw(st.integers(0, len(pairs))), draw(st.sampled_from(pairs)))
+            case 2 if len(pairs) > 1:
+                pairs.pop(draw(st.integers(0, len(pairs) - 1)))
+            case 3:
+                pairs.append((draw(st.sampled_from(FIELDS)), draw(st.sampled_from(VALUES))))
+            case _:
+                i = draw(st.integers(0, len(pairs) - 1))
+                pairs[i] = (pairs[i][0], pairs[i][1].replace("C", "\\u0043").replace("i", "\\u0069"))
+    sp, key_sp = draw(st.sampled_from(SPACES)), draw(st.sampled_from(SPACES))
+    body = ("," + sp).join(f'"{k}"{key_sp}:{sp}{v}' for k, v in pairs)
+    return "{" + sp + body + sp + "}"
+
+
+@st.composite
+def payloads(draw: st.DrawFn, kind: str) -> bytes:
+    items = draw(st.lists(reading_json(kind), min_size=1, max_size=4))
+    text = items[0] if draw(st.booleans()) else "[" + ",".join(items) + "]"
+    raw = text.encode()
+    if draw(st.integers(0, 9)) == 0 and raw:  # sometimes damage it
+        pos = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:pos] + draw(st.binary(min_size=0, max_size=2)) + raw[pos + 1:]
+    return raw
+
+
+@settings(max_examples=1500, deadline=None)
+@given(data=st.data(), kind=st.sampled_from(["occupancy", "charger", "temperature"]))
+def test_codec_fast_path_decides_exactly_as_the_reference_path(data: st.DataObject, kind: str) -> None:
+    """The fast path (pydantic-core from bytes) never accepts what the reference path rejects, nor differs."""
+    payload = data.draw(payloads(kind))
+    topic = f"stations/v1/{S}/{kind}"
+    fast, slow = DECODER.decode(topic, payload), SLOW.decode(topic, payload)
+    assert (fast.readings, fast.rejects) == (slow.readings, slow.rejects)
+
+
+@pytest.mark.parametrize(("payload", "decided"), [
+    (b'{"ts":1795000000000,"seq":1,"people":2}', True),
+    (b'[{"ts": 1795000000000, "seq": 1, "people": 2}, {"ts": 1795000000001, "seq": 2, "people": 3}]', True),
+    (b'{"ts":1795000000000,"seq":1,"people":2,"people":3}', False),  # duplicate key: the reference path rejects
+    (b'{"ts":1795000000000,"seq":1,"people":"2"}', False),  # invalid: the reference path gives the reason
+    (b'{"ts" :1795000000000,"seq":1,"people":2}', False),  # whitespace after a quote: keys not countable
+])
+def test_codec_fast_path_decides_the_common_forms_only(payload: bytes, decided: bool) -> None:
+    out = Decoded(station=REG.get(S), kind=Kind.OCCUPANCY)
+    assert DECODER._readings_fast(payload, f"stations/v1/{S}/occupancy", out) is decided
+    assert len(out.readings) == (payload.count(b"seq") if decided else 0)
