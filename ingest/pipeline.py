@@ -115,7 +115,7 @@ class Pipeline:
         station = decoded.station
         if station is None:
             return []
-        points = [lineprotocol.reading(station, r) for r in decoded.readings]
+        points = lineprotocol.readings(station, decoded.readings)
         if decoded.status is not None:
             points.append(lineprotocol.status(station, decoded.status, now_ms))
         return points

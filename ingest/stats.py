@@ -10,7 +10,6 @@ drift (persistently negative) or readings that arrive late while the station is 
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 
 from ingest.lineprotocol import tag
@@ -42,9 +41,9 @@ class Stats:
     def __init__(self, *, instance: str, metrics: Metrics) -> None:
         self._instance = tag(instance)
         self._metrics = metrics
-        self._rng = random.Random(0)  # noqa: S311 - sampling, not security
         self._lags: list[int] = []
-        self._seen = 0
+        self._stride = 1
+        self._skip = 0
         self._readings = 0
         self._stations: dict[str, _StationLag] = {}
         self._last: dict[str, float] = {}
@@ -55,16 +54,17 @@ class Stats:
     def readings(self, station: Station, ts_list: list[int], arrival_ms: int) -> None:
         """Record the readings of one message (hot path: a few operations per reading)."""
         self._readings += len(ts_list)
-        lags = self._lags
-        for ts in ts_list:
-            lag = arrival_ms - ts
-            self._seen += 1
-            if len(lags) < _SAMPLE:
-                lags.append(lag)
-            else:
-                j = self._rng.randrange(self._seen)
-                if j < _SAMPLE:
-                    lags[j] = lag
+        # a systematic sample: every reading until the sample is full, then every 2nd, 4th, ...
+        stride = self._stride
+        if stride == 1:
+            self._lags.extend(arrival_ms - ts for ts in ts_list)
+        else:
+            offset = self._skip
+            self._lags.extend(arrival_ms - ts for ts in ts_list[offset::stride])
+            self._skip = (offset - len(ts_list)) % stride
+        if len(self._lags) >= _SAMPLE:
+            self._lags = self._lags[::2]
+            self._stride *= 2
         entry = self._stations.get(station.id)
         if entry is None:
             entry = self._stations[station.id] = _StationLag(station.district)
@@ -105,7 +105,7 @@ class Stats:
             ordered = sorted(self._lags)
             fields.append(f"lag_p50_ms={_quantile(ordered, 0.5)}i")
             fields.append(f"lag_p99_ms={_quantile(ordered, 0.99)}i")
-        self._lags, self._seen, self._readings = [], 0, 0
+        self._lags, self._stride, self._skip, self._readings = [], 1, 0, 0
         self._write_sum, self._write_count, self._write_max = 0.0, 0, 0.0
         return f"ingest_stats,instance={self._instance} {','.join(fields)} {now_ms}"
 

@@ -48,3 +48,10 @@ def test_lineprotocol_status_fields_and_arrival_time() -> None:
 
 def test_lineprotocol_tag_escaping() -> None:
     assert lineprotocol.tag("a b,c=d") == "a\\ b\\,c\\=d"
+
+
+def test_lineprotocol_batch_encoding_equals_one_by_one() -> None:
+    from telemetry.contract import Occupancy  # noqa: PLC0415
+    rs = [Occupancy(ts=1, seq=1, people=2), Occupancy(ts=2, seq=2, people=3, entries=4, exits=1),
+          Occupancy(ts=3, seq=3, people=1, entries=5)]
+    assert lineprotocol.readings(STATION, list(rs)) == [lineprotocol.reading(STATION, r) for r in rs]
