@@ -9,7 +9,9 @@ station topic, in chunks below 65,535 lines), and waits until every reading is q
 - ``single``: N readings, one per message;
 - ``batch100``: N readings, 100 per message (the contract's batch form);
 - ``naive``: the single feed through ``bench/naive_ingest.py`` (one aiomqtt loop that POSTs each
-  message to ``/write`` as it arrives), the baseline.
+  message to ``/write`` as it arrives), the baseline;
+- ``mosquitto_sub``: the single feed delivered to Mosquitto's own C client (``mosquitto_sub -q 1``,
+  persistent session, output to /dev/null): the broker's delivery ceiling for this feed and publisher.
 
 It prints readings/s (first publish to last reading queryable), ingest CPU seconds per 1000
 readings, ingest peak RSS, and publish-to-queryable latency p50/p99 of probe readings published
@@ -136,6 +138,41 @@ def start_ingest(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.P
         return subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=out, stderr=out)
 
 
+def write_feed(topics: dict[str, list[str]], directory: Path) -> list[tuple[str, Path]]:
+    directory.mkdir(parents=True)
+    files = []
+    for i, (topic, lines) in enumerate(topics.items()):
+        for j in range(0, len(lines), CHUNK):
+            path = directory / f"{i}-{j}.txt"
+            path.write_text("\n".join(lines[j:j + CHUNK]) + "\n")
+            files.append((topic, path))
+    return files
+
+
+def publishers(broker: Mosquitto, files: list[tuple[str, Path]]) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-M", "1000",
+                              "-t", topic, "-l"], stdin=path.open("rb")) for topic, path in files]
+
+
+def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, work: Path) -> Result:
+    """The delivery ceiling: Mosquitto's C subscriber, persistent session, QoS 1, to /dev/null."""
+    files = write_feed(topics, work / f"sub-{uuid.uuid4().hex[:6]}")
+    base = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i",
+            f"sub-{uuid.uuid4().hex[:6]}", "-t", "stations/v1/+/+"]
+    subprocess.run([*base, "-E"], check=True, timeout=30)  # create the session and its subscription
+    started = time.monotonic()
+    sub = subprocess.Popen([*base, "-C", str(n)], stdout=subprocess.DEVNULL)
+    pubs = publishers(broker, files)
+    _, status, usage = os.wait4(sub.pid, 0)
+    seconds = time.monotonic() - started
+    sub.returncode = os.waitstatus_to_exitcode(status)
+    for p in pubs:
+        p.wait()
+    cpu = usage.ru_utime + usage.ru_stime
+    return Result("mosquitto_sub", n, round(seconds, 2), round(n / seconds), round(cpu / n * 1000, 4),
+                  round(usage.ru_maxrss / 1024, 1), None, None)
+
+
 def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, broker: Mosquitto,
              influxd: Influxd, work: Path, *, ready_marker: str) -> Result:
     db = f"bench_{case}_{uuid.uuid4().hex[:6]}"
@@ -144,13 +181,7 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
            "INGEST_HTTP_ADDR": f"127.0.0.1:{http_port}", "INGEST_SPOOL_DIR": str(work / db / "spool"),
            "LOG_LEVEL": "INFO"}
     log = work / f"{db}.log"
-    (work / db).mkdir(parents=True)
-    files = []
-    for i, (topic, lines) in enumerate(topics.items()):
-        for j in range(0, len(lines), CHUNK):
-            path = work / db / f"{i}-{j}.txt"
-            path.write_text("\n".join(lines[j:j + CHUNK]) + "\n")
-            files.append((topic, path))
+    files = write_feed(topics, work / db)
     proc = start_ingest(cmd, env, log)
     try:
         wait_for(lambda: ready_marker in log.read_text() or proc.poll() is not None, timeout=60,
@@ -159,9 +190,7 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
         cpu0, _ = proc_stats(proc.pid)
         started = time.monotonic()
         with Probe(broker, influxd, db) as probe:
-            pubs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
-                                      "-M", "1000", "-t", topic, "-l"], stdin=path.open("rb"))
-                    for topic, path in files]
+            pubs = publishers(broker, files)
             count = 0
 
             def all_written() -> bool:
@@ -188,7 +217,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000, help="readings per case")
     parser.add_argument("--stations", type=int, default=45, help="station topics the feed is spread over")
     parser.add_argument("--baseline-n", type=int, default=None, help="readings for the naive case (default --n)")
-    parser.add_argument("--cases", default="single,batch100,naive")
+    parser.add_argument("--cases", default="mosquitto_sub,single,batch100,naive")
     args = parser.parse_args()
     stations = [s.id for s in registry.load().reporting if s.id != PROBE_STATION][: args.stations]
     t0_ms = int(time.time() * 1000) - 3_600_000
@@ -204,6 +233,10 @@ def main() -> None:
                 n = args.baseline_n or args.n if case == "naive" else args.n
                 per_message = 100 if case == "batch100" else 1
                 topics = feed(stations, n, per_message, t0_ms)
+                if case == "mosquitto_sub":
+                    results.append(run_mosquitto_sub(topics, n, broker, work))
+                    print(json.dumps(asdict(results[-1])), flush=True)
+                    continue
                 cmd = naive if case == "naive" else ingest
                 marker = "naive ingest ready" if case == "naive" else "MQTT connected"
                 result = run_case(case, cmd, topics, n, broker, influxd, work, ready_marker=marker)
@@ -221,6 +254,9 @@ def main() -> None:
     by_case = {r.case: r for r in results}
     if "single" in by_case and "naive" in by_case:
         print(f"\nsingle / naive: {by_case['single'].readings_per_s / by_case['naive'].readings_per_s:.1f}x")
+    if "single" in by_case and "mosquitto_sub" in by_case:
+        ratio = by_case["single"].readings_per_s / by_case["mosquitto_sub"].readings_per_s
+        print(f"single / mosquitto_sub: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
