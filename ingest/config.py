@@ -8,6 +8,7 @@ from typing import Annotated
 import platformdirs
 from pydantic import Field, field_validator
 
+from telemetry.contract import SUBSCRIPTION
 from telemetry.settings import InfluxSettings, LogSettings, MqttSettings, RegistrySettings, parse_addr
 
 
@@ -18,6 +19,7 @@ def _default_spool() -> Path:
 class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     mqtt_client_id: Annotated[str, Field(min_length=1, max_length=128)] = "yizhan-ingest"
     ingest_http_addr: str = "127.0.0.1:9101"
+    ingest_share_group: Annotated[str, Field(max_length=64, pattern=r"^[^/+#\s]*$")] = "yizhan-ingest"
     ingest_spool_dir: Path = Field(default_factory=_default_spool)
     ingest_spool_max_mb: Annotated[float, Field(gt=0)] = 1024
     ingest_batch_points: Annotated[int, Field(ge=1, le=100_000)] = 5000
@@ -25,6 +27,11 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     ingest_summary_seconds: Annotated[float, Field(gt=0)] = 60.0
     ingest_stats_seconds: Annotated[float, Field(gt=0)] = 10.0
     ingest_station_stats_seconds: Annotated[float, Field(gt=0)] = 60.0
+
+    @property
+    def topic_filter(self) -> str:
+        """``$share/<group>/stations/v1/+/+`` so that N ingest processes split one stream; plain when empty."""
+        return f"$share/{self.ingest_share_group}/{SUBSCRIPTION}" if self.ingest_share_group else SUBSCRIPTION
 
     @field_validator("ingest_http_addr")
     @classmethod

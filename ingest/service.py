@@ -14,7 +14,6 @@ from ingest.spool import Spool
 from ingest.stats import Stats
 from ingest.subscriber import Subscriber
 from ingest.writer import make_writer
-from telemetry.contract import SUBSCRIPTION
 from telemetry.settings import parse_addr
 
 logger = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
                         batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds)
     mqtt = settings.mqtt
     subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
-                            topic_filter=SUBSCRIPTION, on_message=pipeline.on_message,
+                            topic_filter=settings.topic_filter, on_message=pipeline.on_message,
                             username=mqtt.username, password=mqtt.password, tls=settings.mqtt_tls_context())
     subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
     pipeline.attach(subscriber)
