@@ -23,6 +23,8 @@ stamp=.venv/.installed
 if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt "$stamp" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  # grafana-client depends on niquests, whose urllib3-future replaces urllib3 in place unless built
+  # from source with URLLIB3_NO_OVERRIDE; replaced, it breaks requests-based tools (schemathesis).
+  URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future .venv/bin/pip install -q -e '.[dev]'
   touch "$stamp"
 fi

@@ -47,12 +47,13 @@ def start_ingest(tmp_path: Path, broker: Mosquitto, influxd: Influxd, db: str) -
     """Start ``python -m ingest`` against this test's broker and database; stopped after the test."""
     started: list[IngestProcess] = []
 
-    def start(*, influx: Influxd | None = None, wait_connected: bool = True, **env: str) -> IngestProcess:
+    def start(*, influx: Influxd | None = None, wait_ready: bool = True, **env: str) -> IngestProcess:
         settings = {"MQTT_URL": broker.url, "INFLUX_URL": (influx or influxd).url, "INFLUX_DB": db,
                     "MQTT_CLIENT_ID": f"ingest-{uuid.uuid4().hex[:8]}", **env}
         proc = IngestProcess(tmp_path / f"ingest{len(started)}", **settings)
         started.append(proc)
-        return proc.start(wait_connected=wait_connected)
+        proc.start(wait_ready=wait_ready)
+        return proc
 
     yield start
     for proc in started:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -226,36 +227,45 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-class IngestProcess:
-    """``python -m ingest`` as a child process, configured through its environment."""
+class ServiceProcess:
+    """``python -m <module>`` as a child process, configured through its environment."""
+
+    module = ""
 
     def __init__(self, directory: Path, **env: str) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.http_port = free_port()
-        self.env = {"INGEST_HTTP_ADDR": f"127.0.0.1:{self.http_port}",
-                    "INGEST_SPOOL_DIR": str(self.dir / "spool"), "LOG_LEVEL": "INFO", **env}
+        self.env = {"LOG_LEVEL": "INFO", **self.own_env(), **env}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = self.dir / "ingest.log"
+        self.log = self.dir / f"{self.module}.log"
 
-    def start(self, *, wait_connected: bool = True) -> IngestProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_", "INGEST_"))}
+    def own_env(self) -> dict[str, str]:
+        return {}
+
+    def ready(self) -> bool:
+        return True
+
+    def start(self, *, wait_ready: bool = True) -> ServiceProcess:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("MQTT_", "INFLUX_", "INGEST_", "GATEWAY_", "STATION"))}
         env.update(self.env)
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "ingest"], cwd=ROOT, env=env, stdout=log,
+            self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log,
                                          stderr=log)
-        if wait_connected:
-            wait_for(lambda: self.health().get("mqtt_connected"), timeout=30, what="ingest connected to MQTT")
+        if wait_ready:
+            wait_for(self.ready, timeout=30, what=f"{self.module} ready")
         return self
+
+    def restart(self, *, wait_ready: bool = True) -> ServiceProcess:
+        """Start again with the same settings."""
+        return self.start(wait_ready=wait_ready)
 
     def _get(self, path: str) -> bytes:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"ingest exited ({self.proc.returncode}): {self.log.read_text()[-3000:]}")
+            raise AssertionError(f"{self.module} exited ({self.proc.returncode}): {self.log.read_text()[-3000:]}")
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
             return bytes(r.read())
-
-    def health(self) -> dict[str, Any]:
-        return dict(json.loads(self._get("/healthz")))
 
     def metrics(self) -> dict[str, float]:
         return parse_metrics(self._get("/metrics").decode())
@@ -274,6 +284,37 @@ class IngestProcess:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def restart(self, *, wait_connected: bool = True) -> IngestProcess:
-        """Start again with the same settings (same client id: the broker session resumes)."""
-        return self.start(wait_connected=wait_connected)
+
+class IngestProcess(ServiceProcess):
+    """``python -m ingest``; ready once connected to the broker."""
+
+    module = "ingest"
+
+    def own_env(self) -> dict[str, str]:
+        return {"INGEST_HTTP_ADDR": f"127.0.0.1:{self.http_port}", "INGEST_SPOOL_DIR": str(self.dir / "spool")}
+
+    def ready(self) -> bool:
+        return bool(self.health().get("mqtt_connected"))
+
+    def health(self) -> dict[str, Any]:
+        return dict(json.loads(self._get("/healthz")))
+
+
+class GatewayProcess(ServiceProcess):
+    """``python -m gateway``; ready once connected to the broker and InfluxDB."""
+
+    module = "gateway"
+
+    def own_env(self) -> dict[str, str]:
+        return {"GATEWAY_ADDR": f"127.0.0.1:{self.http_port}", "GATEWAY_TOKENS_FILE": str(self.dir / "tokens.yaml")}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def ready(self) -> bool:
+        try:
+            self._get("/readyz")
+        except urllib.error.HTTPError:
+            return False
+        return True

@@ -1,0 +1,1 @@
+"""The gateway: an HTTP service for operators and other systems (``python -m gateway``)."""

@@ -1,0 +1,105 @@
+"""``/v1/stations``: the registry with live state, one station in full, its history, the nearest open ones."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gateway import queries
+from gateway.api import problems
+from gateway.api.deps import ServicesDep, StationDep, Viewer
+from gateway.api.models import (
+    History,
+    HistorySeries,
+    NearbyStation,
+    Point,
+    StationDetail,
+    StationPage,
+    StationSummary,
+    detail_of,
+    summary_of,
+)
+from gateway.api.problems import Problem
+from gateway.queries import HistoryKind
+from telemetry.registry import DISTRICT_CODES, StationKind
+
+router = APIRouter(prefix="/v1/stations", tags=["stations"], responses=problems.responses(401, 404, 422, 503))
+
+District = Annotated[str | None, Query(pattern="^(" + "|".join(DISTRICT_CODES) + ")$",
+                                       description="One of " + ", ".join(DISTRICT_CODES))]
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_EARTH_M = 6_371_000.0
+
+
+@router.get("", summary="Stations with live state")
+def list_stations(services: ServicesDep, _: Viewer, district: District = None, kind: StationKind | None = None,
+                  online: bool | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> StationPage:
+    live = services.live
+    matched = [s for s in services.registry.stations
+               if (district is None or s.district == district) and (kind is None or s.kind is kind)
+               and (online is None or live.get(s.id).online is online)]
+    page = [StationSummary.model_validate(summary_of(s, live.get(s.id))) for s in matched[offset:offset + limit]]
+    return StationPage(items=page, total=len(matched), limit=limit, offset=offset)
+
+
+def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2, dl = math.radians(lat1), math.radians(lat2), math.radians(lon2 - lon1)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * _EARTH_M * math.asin(math.sqrt(a))
+
+
+@router.get("/nearest", summary="The nearest open stations with free seats (and a free socket)")
+def nearest(services: ServicesDep, _: Viewer, lat: Annotated[float, Query(ge=-90, le=90)],
+            lon: Annotated[float, Query(ge=-180, le=180)], limit: Annotated[int, Query(ge=1, le=50)] = 5,
+            charge: Annotated[bool, Query(description="Only stations with a free charger socket")] = False,
+            ) -> list[NearbyStation]:
+    found = []
+    for station in services.registry.reporting:
+        view = summary_of(station, services.live.get(station.id))
+        if view["online"] is not True or not view["free_seats"]:
+            continue
+        if charge and not view["sockets_free"]:
+            continue
+        distance = _distance_m(lat, lon, station.location.lat, station.location.lon)
+        found.append(NearbyStation.model_validate({**view, "distance_m": round(distance, 1)}))
+    return sorted(found, key=lambda s: s.distance_m)[:limit]
+
+
+@router.get("/{station_id}", summary="One station, with every charger and sensor")
+def get_station(services: ServicesDep, _: Viewer, station: StationDep) -> StationDetail:
+    return detail_of(station, services.live.get(station.id))
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise Problem(422, f"{name} needs a time zone offset, e.g. 2026-11-29T08:00:00+08:00")
+    return value
+
+
+@router.get("/{station_id}/readings", summary="History from InfluxDB, downsampled")
+async def readings(services: ServicesDep, _: Viewer, station: StationDep, kind: HistoryKind,
+                   start: Annotated[datetime | None, Query(description="Default: 24 h before end")] = None,
+                   end: Annotated[datetime | None, Query(description="Default: now")] = None,
+                   every: Annotated[str | None, Query(pattern=r"^[1-9]\d{0,5}[smhd]$",
+                                                      description="Interval, e.g. 30s, 5m, 1h, 1d")] = None,
+                   ) -> History:
+    end = _aware(end, "end") or datetime.now(UTC)
+    start = _aware(start, "start") or end - timedelta(hours=24)
+    if start >= end:
+        raise Problem(422, "start must be before end")
+    if end - start > timedelta(days=400):
+        raise Problem(422, "at most 400 days per request")
+    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    asked = int(every[:-1]) * _UNITS[every[-1]] * 1000 if every else None
+    interval = queries.every_ms(start_ms, end_ms, asked)
+    series = await services.influx.query(queries.history_query(station.id, kind, start_ms, end_ms, interval))
+    out = [HistorySeries(tags=dict(s.tags),
+                         points=[Point.model_validate({**row, "time": datetime.fromtimestamp(row["time"] / 1000, UTC)})
+                                 for row in s.rows()])
+           for s in series]
+    return History(station=station.id, kind=kind.value, start=start, end=end, every_s=interval / 1000, series=out)
+

@@ -1,0 +1,57 @@
+"""``/v1/summary``: totals per district and for the city."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+
+from gateway.api import problems
+from gateway.api.deps import ServicesDep, Viewer
+from gateway.api.models import Coldest, DistrictTotals, Summary, Totals
+from gateway.live import LiveState, free_seats, indoor_celsius, sockets_in_use, sockets_total
+from gateway.services import Services
+from telemetry.registry import DISTRICT_CODES, Station
+
+router = APIRouter(tags=["summary"], responses=problems.responses(401))
+
+
+def _totals(stations: list[Station], live: LiveState) -> dict[str, object]:
+    online = offline = people = free = in_use = 0
+    coldest: Coldest | None = None
+    for station in stations:
+        if not station.reports:
+            continue
+        state = live.get(station.id)
+        online += state.online is True
+        offline += state.online is False
+        people += state.people or 0
+        free += free_seats(station, state) or 0
+        in_use += sockets_in_use(station, state) or 0
+        celsius = indoor_celsius(state)
+        if state.online and celsius is not None and (coldest is None or celsius < coldest.celsius):
+            coldest = Coldest(station=station.id, celsius=celsius)
+    reporting = sum(s.reports for s in stations)
+    return {"stations": len(stations), "reporting": reporting, "online": online, "offline": offline,
+            "unknown": reporting - online - offline, "people": people,
+            "capacity": sum(s.capacity for s in stations if s.reports), "free_seats": free,
+            "sockets_total": sum(sockets_total(s) for s in stations), "sockets_in_use": in_use, "coldest": coldest}
+
+
+@router.get("/v1/summary", summary="Stations online, people, free seats, sockets in use, coldest station")
+def summary(services: ServicesDep, _: Viewer) -> Summary:
+    """Computed at most once a second: with tens of thousands of stations it walks them all."""
+    cached = services.cache.get("summary")
+    if cached is not None and time.monotonic() - cached[0] < 1.0 and isinstance(cached[1], Summary):
+        return cached[1]
+    result = _summary(services)
+    services.cache["summary"] = (time.monotonic(), result)
+    return result
+
+
+def _summary(services: Services) -> Summary:
+    stations = list(services.registry.stations)
+    districts = [DistrictTotals.model_validate({"district": d, **_totals([s for s in stations if s.district == d],
+                                                                         services.live)})
+                 for d in DISTRICT_CODES]
+    return Summary(city=Totals.model_validate(_totals(stations, services.live)), districts=districts)

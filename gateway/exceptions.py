@@ -1,0 +1,33 @@
+"""Errors of the gateway.
+
+    GatewayError
+    ├── DependencyUnavailableError   the broker or InfluxDB is down: answered 503 (.dependency)
+    ├── InfluxQueryError             InfluxDB answered a query with an error (.status, .message)
+    └── CredentialsError             a token or password file cannot be read or is malformed
+
+Third-party errors (httpx, aiomqtt) are translated at their seams: ``influx.py`` and ``mqtt.py``.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    pass
+
+
+class DependencyUnavailableError(GatewayError):
+    def __init__(self, dependency: str, detail: str) -> None:
+        self.dependency = dependency
+        self.detail = detail
+        super().__init__(f"{dependency} unavailable: {detail}")
+
+
+class InfluxQueryError(GatewayError):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(f"InfluxDB query failed ({status}): {message}")
+
+
+class CredentialsError(GatewayError):
+    pass
