@@ -10,6 +10,7 @@ command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v influxd >/dev/null || need+=(influxdb)
 command -v influx >/dev/null || need+=(influxdb-client)
 command -v curl >/dev/null || need+=(curl)
+command -v wrk >/dev/null || need+=(wrk)  # load generator of bench/gateway_load.py
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from gateway import queries
 from gateway.api import problems
@@ -18,13 +19,14 @@ from gateway.api.models import (
     Point,
     StationDetail,
     StationPage,
-    StationSummary,
     detail_of,
+    json_response,
     summary_of,
 )
 from gateway.api.problems import Problem
+from gateway.live import StationNow, free_seats, sockets_in_use, sockets_total
 from gateway.queries import HistoryKind
-from telemetry.registry import DISTRICT_CODES, StationKind
+from telemetry.registry import DISTRICT_CODES, Station, StationKind
 
 router = APIRouter(prefix="/v1/stations", tags=["stations"], responses=problems.responses(401, 404, 422, 503))
 
@@ -34,16 +36,16 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _EARTH_M = 6_371_000.0
 
 
-@router.get("", summary="Stations with live state")
+@router.get("", summary="Stations with live state", response_model=StationPage)
 def list_stations(services: ServicesDep, _: Viewer, district: District = None, kind: StationKind | None = None,
                   online: bool | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> StationPage:
+                  offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
     live = services.live
     matched = [s for s in services.registry.stations
                if (district is None or s.district == district) and (kind is None or s.kind is kind)
                and (online is None or live.get(s.id).online is online)]
-    page = [StationSummary.model_validate(summary_of(s, live.get(s.id))) for s in matched[offset:offset + limit]]
-    return StationPage(items=page, total=len(matched), limit=limit, offset=offset)
+    page = [summary_of(s, live.get(s.id)) for s in matched[offset:offset + limit]]
+    return json_response({"items": page, "total": len(matched), "limit": limit, "offset": offset})
 
 
 def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -52,21 +54,28 @@ def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * _EARTH_M * math.asin(math.sqrt(a))
 
 
-@router.get("/nearest", summary="The nearest open stations with free seats (and a free socket)")
+@router.get("/nearest", summary="The nearest open stations with free seats (and a free socket)",
+            response_model=list[NearbyStation])
 def nearest(services: ServicesDep, _: Viewer, lat: Annotated[float, Query(ge=-90, le=90)],
             lon: Annotated[float, Query(ge=-180, le=180)], limit: Annotated[int, Query(ge=1, le=50)] = 5,
             charge: Annotated[bool, Query(description="Only stations with a free charger socket")] = False,
-            ) -> list[NearbyStation]:
-    found = []
+            ) -> Response:
+    candidates = []
     for station in services.registry.reporting:
-        view = summary_of(station, services.live.get(station.id))
-        if view["online"] is not True or not view["free_seats"]:
+        state = services.live.get(station.id)
+        if state.online is not True or not free_seats(station, state):
             continue
-        if charge and not view["sockets_free"]:
+        if charge and not _socket_free(station, state):
             continue
-        distance = _distance_m(lat, lon, station.location.lat, station.location.lon)
-        found.append(NearbyStation.model_validate({**view, "distance_m": round(distance, 1)}))
-    return sorted(found, key=lambda s: s.distance_m)[:limit]
+        candidates.append((_distance_m(lat, lon, station.location.lat, station.location.lon), station))
+    closest = heapq.nsmallest(limit, candidates, key=lambda c: c[0])
+    return json_response([{**summary_of(station, services.live.get(station.id)), "distance_m": round(distance, 1)}
+                          for distance, station in closest])
+
+
+def _socket_free(station: Station, state: StationNow) -> bool:
+    in_use = sockets_in_use(station, state)
+    return in_use is not None and in_use < sockets_total(station)
 
 
 @router.get("/{station_id}", summary="One station, with every charger and sensor")

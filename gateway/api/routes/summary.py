@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from gateway.api import problems
 from gateway.api.deps import ServicesDep, Viewer
@@ -38,15 +38,15 @@ def _totals(stations: list[Station], live: LiveState) -> dict[str, object]:
             "sockets_total": sum(sockets_total(s) for s in stations), "sockets_in_use": in_use, "coldest": coldest}
 
 
-@router.get("/v1/summary", summary="Stations online, people, free seats, sockets in use, coldest station")
-def summary(services: ServicesDep, _: Viewer) -> Summary:
+@router.get("/v1/summary", summary="Stations online, people, free seats, sockets in use, coldest station",
+            response_model=Summary)
+def summary(services: ServicesDep, _: Viewer) -> Response:
     """Computed at most once a second: with tens of thousands of stations it walks them all."""
     cached = services.cache.get("summary")
-    if cached is not None and time.monotonic() - cached[0] < 1.0 and isinstance(cached[1], Summary):
-        return cached[1]
-    result = _summary(services)
-    services.cache["summary"] = (time.monotonic(), result)
-    return result
+    if cached is None or time.monotonic() - cached[0] >= 1.0 or not isinstance(cached[1], bytes):
+        cached = (time.monotonic(), _summary(services).model_dump_json().encode())
+        services.cache["summary"] = cached
+    return Response(cached[1], media_type="application/json")
 
 
 def _summary(services: Services) -> Summary:
