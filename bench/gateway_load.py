@@ -68,9 +68,9 @@ def run(stations: int, seconds: int, connections: int, work: Path) -> list[dict[
     reg = registry.load(Path(env["STATIONS_FILE"])) if "STATIONS_FILE" in env else registry.load()
     gateway = GatewayProcess(work / f"g{stations}", **env)
     token = TokenStore(Path(gateway.env["GATEWAY_TOKENS_FILE"])).add("bench", Role.VIEWER)
-    gateway.start()
     results = []
     try:
+        gateway.start()
         ids = [s.id for s in reg.reporting]
         populate(broker, ids)
         headers = {"Authorization": f"Bearer {token}"}

@@ -19,7 +19,9 @@ def _default_spool() -> Path:
 class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     mqtt_client_id: Annotated[str, Field(min_length=1, max_length=128)] = "yizhan-ingest"
     ingest_http_addr: str = "127.0.0.1:9101"
-    ingest_share_group: Annotated[str, Field(max_length=64, pattern=r"^[^/+#\s]*$")] = "yizhan-ingest"
+    # Off by default: Mosquitto 2.0.11 does not restore shared subscriptions from persistence, so what
+    # is published between a broker restart and ingest's reconnection is dropped (docs/scaling.md).
+    ingest_share_group: Annotated[str, Field(max_length=64, pattern=r"^[^/+#\s]*$")] = ""
     ingest_spool_dir: Path = Field(default_factory=_default_spool)
     ingest_spool_max_mb: Annotated[float, Field(gt=0)] = 1024
     ingest_batch_points: Annotated[int, Field(ge=1, le=100_000)] = 5000

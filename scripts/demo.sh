@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run the whole system locally: mosquitto, influxd, ingest (and the simulator once it exists),
-# installing what is missing first. Data and logs go to ./run; Ctrl-C stops everything.
-# Ports: DEMO_MQTT_PORT (1884), DEMO_INFLUX_PORT (8086), DEMO_INGEST_PORT (9101).
+# Run the whole system locally: mosquitto, influxd, ingest, the gateway and the simulator (the 45
+# instrumented stations: the last day backfilled, then live), installing what is missing first.
+# Data and logs go to ./run; Ctrl-C stops everything. Extra arguments go to the simulator
+# (e.g. --network-loss PL-KT-001@10m+30m). Ports: DEMO_MQTT_PORT (1884), DEMO_INFLUX_PORT (8086),
+# DEMO_INGEST_PORT (9101), DEMO_GATEWAY_PORT (8000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,6 +12,7 @@ RUN=${RUN_DIR:-$PWD/run}
 MQTT_PORT=${DEMO_MQTT_PORT:-1884}
 INFLUX_PORT=${DEMO_INFLUX_PORT:-8086}
 INGEST_PORT=${DEMO_INGEST_PORT:-9101}
+GATEWAY_PORT=${DEMO_GATEWAY_PORT:-8000}
 mkdir -p "$RUN/mosquitto" "$RUN/influxdb"
 
 pids=()
@@ -50,7 +53,15 @@ influxd -config "$RUN/influxdb/influxdb.conf" >"$RUN/influxdb/influxd.log" 2>&1 
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$INFLUX_PORT/ping" && break; sleep 0.2; done
 
 export MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT" INFLUX_URL="http://127.0.0.1:$INFLUX_PORT" INFLUX_DB=yizhan
-INGEST_HTTP_ADDR="127.0.0.1:$INGEST_PORT" INGEST_SPOOL_DIR="$RUN/spool" .venv/bin/python -m ingest & pids+=($!)
+INGEST_HTTP_ADDR="127.0.0.1:$INGEST_PORT" INGEST_SPOOL_DIR="$RUN/spool" MQTT_CLIENT_ID=demo-ingest \
+  .venv/bin/python -m ingest 2>"$RUN/ingest.log" & pids+=($!)
+
+export GATEWAY_TOKENS_FILE="$RUN/gateway-tokens.yaml" GATEWAY_ADDR="127.0.0.1:$GATEWAY_PORT"
+[ -s "$RUN/operator-token" ] || .venv/bin/python -m gateway token add --role operator demo >"$RUN/operator-token" 2>/dev/null
+.venv/bin/python -m gateway 2>"$RUN/gateway.log" & pids+=($!)
+
+.venv/bin/python -m simulator --backfill 24h --progress-interval 30 --drain-timeout 5 --buffer-file "$RUN/agents.sqlite" "$@" \
+  >"$RUN/simulator-summary.txt" 2>"$RUN/simulator.log" & pids+=($!)
 
 cat <<MSG
 
@@ -58,10 +69,13 @@ yizhan is running (logs in $RUN):
   MQTT broker   $MQTT_URL          publish to stations/v1/<station id>/<kind>
   InfluxDB      $INFLUX_URL         database yizhan
   ingest        http://127.0.0.1:$INGEST_PORT/metrics  and /healthz
+  gateway       http://127.0.0.1:$GATEWAY_PORT/docs     token: $(cat "$RUN/operator-token")
+  simulator     the 45 stations: the last 24 h backfilled, then live (progress in $RUN/simulator.log)
 
 Try:
   mosquitto_pub -p $MQTT_PORT -q 1 -t stations/v1/PL-KT-001/occupancy -m "{\"ts\": \$(date +%s%3N), \"seq\": 1, \"people\": 5}"
-  influx -port $INFLUX_PORT -database yizhan -precision rfc3339 -execute 'SELECT * FROM occupancy'
+  influx -port $INFLUX_PORT -database yizhan -precision rfc3339 -execute 'SELECT count(people) FROM occupancy'
+  curl -s -H "Authorization: Bearer \$(cat $RUN/operator-token)" http://127.0.0.1:$GATEWAY_PORT/v1/summary
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}"

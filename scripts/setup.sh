@@ -22,10 +22,15 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup: 
 
 stamp=.venv/.installed
 if [ ! -x .venv/bin/python ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python packages into .venv (log: .venv/install.log)"
   python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
   # grafana-client depends on niquests, whose urllib3-future replaces urllib3 in place unless built
   # from source with URLLIB3_NO_OVERRIDE; replaced, it breaks requests-based tools (schemathesis).
-  URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future .venv/bin/pip install -q -e '.[dev]'
+  if ! { .venv/bin/pip install --upgrade pip &&
+         URLLIB3_NO_OVERRIDE=1 PIP_NO_BINARY=urllib3-future .venv/bin/pip install -e '.[dev]'; } \
+       >.venv/install.log 2>&1; then
+    tail -30 .venv/install.log >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

@@ -1,0 +1,118 @@
+"""Fixtures for the agent's tests: a station, fast intervals, agents and collectors always closed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from firmware_stubs.agent import Agent
+from firmware_stubs.buffer import BufferFile
+from firmware_stubs.drivers import Drivers, StubValues, stub_drivers
+from telemetry import registry
+from telemetry.contract import AgentConfig
+from telemetry.registry import Station
+from tests.mqtt import Collector
+from tests.rig import Influxd, Mosquitto
+
+S = "PL-KT-001"  # smart: chargers C1 (10 sockets), C2 (10); sensors indoor, outdoor
+FAST = AgentConfig(rev="fast", occupancy_interval_s=1, charger_interval_s=1, temperature_interval_s=1,
+                   status_interval_s=1)
+T = TypeVar("T")
+
+
+async def until(check: Callable[[], T], *, seconds: float = 15.0, what: str = "condition") -> T:
+    """``tests.rig.wait_for`` for async tests: polls without blocking the agents' event loop."""
+    deadline = time.monotonic() + seconds
+    last: object = None
+    while True:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - keep polling; report the last failure
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}; last seen: {last!r}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def station() -> Station:
+    found = registry.load().get(S)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def buffer_file(tmp_path: Path) -> Iterator[BufferFile]:
+    with BufferFile(path=tmp_path / "buffer.sqlite3") as file:
+        yield file
+
+
+AgentFactory = Callable[..., Agent]
+
+
+@pytest.fixture
+async def make_agent(broker: Mosquitto, station: Station, buffer_file: BufferFile) -> AsyncIterator[AgentFactory]:
+    """Agents of station S on this test's broker, FAST intervals, closed (power cut) after the test."""
+    made: list[Agent] = []
+
+    def make(*, drivers: Drivers | None = None, max_readings: int = 500_000, **kwargs: Any) -> Agent:
+        settings: dict[str, Any] = {"config": FAST, "backoff_max": 1.0, **kwargs}
+        agent = Agent(station=station, drivers=drivers or stub_drivers(station, StubValues()),
+                      buffer=buffer_file.buffer(station=station.id, max_readings=max_readings),
+                      host="127.0.0.1", port=broker.port, **settings)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        await agent.close(graceful=False)
+
+
+CollectorFactory = Callable[[str], Collector]
+
+
+@pytest.fixture
+def collect(broker: Mosquitto) -> Iterator[CollectorFactory]:
+    """Subscribe (QoS 1) and record every message; closed after the test."""
+    made: list[Collector] = []
+
+    def make(topic: str) -> Collector:
+        made.append(Collector(broker.port, topic))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def readings(collector: Collector) -> list[dict[str, Any]]:
+    """Every reading received, batches flattened, in order of arrival."""
+    out: list[dict[str, Any]] = []
+    for msg in list(collector.messages):
+        if msg.topic.endswith(("/occupancy", "/charger", "/temperature")):
+            doc = json.loads(msg.payload)
+            out.extend(doc if isinstance(doc, list) else [doc])
+    return out
+
+
+def statuses(collector: Collector) -> list[dict[str, Any]]:
+    return [json.loads(m.payload) for m in list(collector.messages) if m.topic.endswith("/status")]
+
+
+def influx_readings(influxd: Influxd, db: str, station: str) -> list[tuple[int, int]]:
+    """(seq, ts in ms) of every reading of ``station`` stored in InfluxDB."""
+    rows = influxd.rows(f"SELECT seq FROM occupancy, charger, temperature WHERE station = '{station}'", db)
+    return [(int(r["seq"]), int(r["time"])) for r in rows]
+
+
+def influx_seqs(influxd: Influxd, db: str, station: str) -> dict[int, int]:
+    """seq -> ts (ms) of every reading of ``station`` stored in InfluxDB."""
+    return dict(influx_readings(influxd, db, station))
