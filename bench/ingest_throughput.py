@@ -11,7 +11,9 @@ station topic, in chunks below 65,535 lines), and waits until every reading is q
 - ``naive``: the single feed through ``bench/naive_ingest.py`` (one aiomqtt loop that POSTs each
   message to ``/write`` as it arrives), the baseline;
 - ``mosquitto_sub``: the single feed delivered to Mosquitto's own C client (``mosquitto_sub -q 1``,
-  persistent session, output to /dev/null): the broker's delivery ceiling for this feed and publisher.
+  persistent session, output to /dev/null): the broker's delivery ceiling for this feed and publisher;
+- ``paced``: single readings at a fixed ``--rate`` (default 10,000/s) for ``--paced-seconds``, from
+  ``bench/paced_publisher.py``: the publish-to-queryable latency at that rate.
 
 It prints readings/s (first publish to last reading queryable), ingest CPU seconds per 1000
 readings, ingest peak RSS, and publish-to-queryable latency p50/p99 of probe readings published
@@ -154,6 +156,19 @@ def publishers(broker: Mosquitto, files: list[tuple[str, Path]]) -> list[subproc
                               "-t", topic, "-l"], stdin=path.open("rb")) for topic, path in files]
 
 
+def run_paced(topics: dict[str, list[str]], n: int, rate: float, broker: Mosquitto, influxd: Influxd,
+              work: Path) -> Result:
+    """Like run_case, with one paced publisher instead of the mosquitto_pub bursts."""
+    interleaved = [f"{topic}\t{lines[i]}" for i in range(max(len(v) for v in topics.values()))
+                   for topic, lines in topics.items() if i < len(lines)]
+    path = work / f"paced-{uuid.uuid4().hex[:6]}.tsv"
+    path.write_text("\n".join(interleaved) + "\n")
+    publisher = [sys.executable, "-m", "bench.paced_publisher", "--port", str(broker.port), "--rate", str(rate),
+                 str(path)]
+    return run_case("paced", [sys.executable, "-m", "ingest"], {}, n, broker, influxd, work,
+                      ready_marker="MQTT connected", publisher=publisher)
+
+
 def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, work: Path) -> Result:
     """The delivery ceiling: Mosquitto's C subscriber, persistent session, QoS 1, to /dev/null."""
     files = write_feed(topics, work / f"sub-{uuid.uuid4().hex[:6]}")
@@ -174,7 +189,7 @@ def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, w
 
 
 def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, broker: Mosquitto,
-             influxd: Influxd, work: Path, *, ready_marker: str) -> Result:
+             influxd: Influxd, work: Path, *, ready_marker: str, publisher: list[str] | None = None) -> Result:
     db = f"bench_{case}_{uuid.uuid4().hex[:6]}"
     http_port = free_port()
     env = {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": f"bench-{db}",
@@ -190,7 +205,7 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
         cpu0, _ = proc_stats(proc.pid)
         started = time.monotonic()
         with Probe(broker, influxd, db) as probe:
-            pubs = publishers(broker, files)
+            pubs = [subprocess.Popen(publisher, cwd=ROOT)] if publisher else publishers(broker, files)
             count = 0
 
             def all_written() -> bool:
@@ -217,7 +232,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000, help="readings per case")
     parser.add_argument("--stations", type=int, default=45, help="station topics the feed is spread over")
     parser.add_argument("--baseline-n", type=int, default=None, help="readings for the naive case (default --n)")
-    parser.add_argument("--cases", default="mosquitto_sub,single,batch100,naive")
+    parser.add_argument("--cases", default="mosquitto_sub,single,batch100,naive,paced")
+    parser.add_argument("--rate", type=float, default=10_000, help="readings/s of the paced case")
+    parser.add_argument("--paced-seconds", type=float, default=30, help="length of the paced case")
     args = parser.parse_args()
     stations = [s.id for s in registry.load().reporting if s.id != PROBE_STATION][: args.stations]
     t0_ms = int(time.time() * 1000) - 3_600_000
@@ -235,6 +252,11 @@ def main() -> None:
                 topics = feed(stations, n, per_message, t0_ms)
                 if case == "mosquitto_sub":
                     results.append(run_mosquitto_sub(topics, n, broker, work))
+                    print(json.dumps(asdict(results[-1])), flush=True)
+                    continue
+                if case == "paced":
+                    n = int(args.rate * args.paced_seconds)
+                    results.append(run_paced(feed(stations, n, 1, t0_ms), n, args.rate, broker, influxd, work))
                     print(json.dumps(asdict(results[-1])), flush=True)
                     continue
                 cmd = naive if case == "naive" else ingest

@@ -8,6 +8,7 @@ returns readings, rejects, or both (one bad reading of a batch rejects that read
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ from telemetry.contract import (
 )
 from telemetry.registry import Registry, Station
 
-_PREFIX = TOPIC_ROOT + "/"
+_ROOT0, _ROOT1 = TOPIC_ROOT.split("/")
+# Payloads the fast path leaves to the reference path: escapes, or whitespace after a quote.
+_NOT_FAST = re.compile(rb'\\|"\s')
 _READING_MODELS: dict[Kind, type[Occupancy | Charger | Temperature]] = {
     Kind.OCCUPANCY: Occupancy,
     Kind.CHARGER: Charger,
@@ -124,6 +127,7 @@ class Decoder:
 
     def __init__(self, registry: Registry, *, clock: Callable[[], float] = time.time, fast: bool = True) -> None:
         self._registry = registry
+        self._reporting = {s.id: s for s in registry.reporting}
         self._clock = clock
         self._fast = fast
 
@@ -156,12 +160,12 @@ class Decoder:
         return out
 
     def _split(self, topic: str, out: Decoded) -> tuple[str | None, str]:
-        levels = topic[len(_PREFIX):].split("/") if topic.startswith(_PREFIX) else []
-        if len(levels) != 2 or not levels[0] or not levels[1]:
+        levels = topic.split("/")
+        if len(levels) != 4 or levels[0] != _ROOT0 or levels[1] != _ROOT1 or not levels[2] or not levels[3]:
             out.rejects.append(Reject(RejectReason.BAD_TOPIC, "", clip(topic),
                                       f"expected {TOPIC_ROOT}/<station id>/<kind>"))
             return None, ""
-        return levels[0], levels[1]
+        return levels[2], levels[3]
 
     def _check_topic(self, station_id: str, kind_text: str, out: Decoded) -> tuple[RejectReason, str] | None:
         kind = _KINDS.get(kind_text)
@@ -169,6 +173,10 @@ class Decoder:
             return RejectReason.UNKNOWN_KIND, clip(
                 f"unknown kind {kind_text!r}: expected one of {', '.join(k.value for k in Kind)}")
         out.kind = kind
+        station = self._reporting.get(station_id)
+        if station is not None:
+            out.station = station
+            return None
         station = self._registry.get(station_id)
         if station is None:
             return RejectReason.UNKNOWN_STATION, clip(f"station {station_id!r} is not in the registry")
@@ -216,7 +224,7 @@ class Decoder:
         the fast path counts keys: without backslashes (no escaped quotes) and without whitespace
         after a quote, every ``":`` ends a key, and there must be exactly one per field given.
         """
-        if b"\\" in payload or b'" ' in payload or b'"\n' in payload or b'"\t' in payload or b'"\r' in payload:
+        if _NOT_FAST.search(payload):
             return False
         assert out.kind is not None  # noqa: S101 - set by _check_topic
         try:
