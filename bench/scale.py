@@ -1,0 +1,191 @@
+"""Scaling: ingest processes sharing one stream, and how many real-rate stations one process and one broker hold.
+
+    .venv/bin/python -m bench.scale ingest [--n 200000] [--processes 1,2,3]
+    .venv/bin/python -m bench.scale agents [--stations 1000,10000,50000] [--minutes 3]
+
+``ingest``: the single-reading feed of bench/ingest_throughput.py (``mosquitto_pub``, one per
+station topic) through 1, 2 and 3 ingest processes on one broker, splitting the stream with a
+shared subscription; readings/s from first publish to the last reading queryable, and the total
+ingest CPU per 1000 readings. Every reading must be stored exactly once (checked).
+
+``agents``: a synthetic registry of N stations (``python -m simulator make-registry``), the
+simulator running them at real rates (speed 1) for ``--minutes``, in processes of at most
+``--per-process`` agents (``--shard``), against one broker and one ingest. Prints the agents
+connected, readings produced, acknowledged and stored per second, and CPU and memory of each
+component. One socket per agent: the broker and each simulator process need that many open files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from bench.ingest_throughput import feed, proc_stats, publishers, start_ingest, write_feed
+from simulator.synthetic import make_registry
+from telemetry import registry
+from tests.rig import ROOT, Influxd, Mosquitto, free_port, parse_metrics, wait_for
+
+_PROGRESS = re.compile(r"(\d+) connected \| readings ([\d,]+) produced, ([\d,]+) acked, ([\d,]+) buffered")
+
+
+def ingest_env(broker: Mosquitto, influxd: Influxd, db: str, work: Path, client_id: str,
+               **extra: str) -> dict[str, str]:
+    return {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": client_id,
+            "INGEST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "INGEST_SPOOL_DIR": str(work / client_id),
+            "LOG_LEVEL": "INFO", **extra}
+
+
+def scale_ingest(n: int, processes: int, work: Path) -> dict[str, object]:
+    broker = Mosquitto(work / f"m-{processes}", persistence=False).start()
+    influxd = Influxd(work / f"i-{processes}").start()
+    db = f"scale{processes}"
+    stations = [s.id for s in registry.load().reporting]
+    files = write_feed(feed(stations, n, 1, int(time.time() * 1000) - 3_600_000), work / f"feed-{processes}")
+    logs = [work / f"ingest-{processes}-{i}.log" for i in range(processes)]
+    envs = [ingest_env(broker, influxd, db, work, f"ingest-{processes}-{i}", INGEST_SHARE_GROUP="scale")
+            for i in range(processes)]
+    procs = [start_ingest([sys.executable, "-m", "ingest"], env, log) for env, log in zip(envs, logs, strict=True)]
+    try:
+        wait_for(lambda: all("MQTT connected" in log.read_text() for log in logs), timeout=60, what="ingest ready")
+        influxd.query(f'CREATE DATABASE "{db}"')
+        cpu0 = sum(proc_stats(p.pid)[0] for p in procs)
+        started = time.monotonic()
+        pubs = publishers(broker, files)
+        wait_for(lambda: influxd.count("occupancy", "people", db) >= n, timeout=1200, interval=0.2,
+                 what=f"{n} readings")
+        seconds = time.monotonic() - started
+        cpu = sum(proc_stats(p.pid)[0] for p in procs) - cpu0
+        for p in pubs:
+            p.wait()
+        distinct = influxd.count("occupancy", "people", db)
+        received = [int(_received(env["INGEST_HTTP_ADDR"])) for env in envs]
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+        broker.stop()
+        influxd.stop()
+    return {"processes": processes, "readings": n, "stored": distinct, "seconds": round(seconds, 2),
+            "readings_per_s": round(n / seconds), "ingest_cpu_s_per_1000": round(cpu / n * 1000, 4),
+            "messages_per_process": received}
+
+
+def _received(addr: str) -> float:
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:  # noqa: S310 - loopback
+        return parse_metrics(r.read().decode()).get("ingest_messages_received_total", 0.0)
+
+
+def scale_agents(stations: int, minutes: float, per_process: int, work: Path) -> dict[str, object]:
+    path = work / f"stations-{stations}.yaml"
+    path.write_text(make_registry(stations))
+    broker = Mosquitto(work / f"am-{stations}", persistence=False, extra="max_connections -1\nsys_interval 5").start()
+    influxd = Influxd(work / f"ai-{stations}").start()
+    db = f"agents{stations}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_", "INGEST_", "STATIONS"))}
+    ingest_log = work / f"agents-ingest-{stations}.log"
+    ingest = start_ingest([sys.executable, "-m", "ingest"],
+                          ingest_env(broker, influxd, db, work, f"agents-{stations}", STATIONS_FILE=str(path)),
+                          ingest_log)
+    shards = max(1, math.ceil(stations / per_process))
+    sims: list[subprocess.Popen[bytes]] = []
+    logs = [work / f"sim-{stations}-{k}.log" for k in range(shards)]
+    try:
+        wait_for(lambda: "MQTT connected" in ingest_log.read_text(), timeout=120, what="ingest ready")
+        started = time.monotonic()
+        for k, log in enumerate(logs):
+            with log.open("wb") as out:
+                sims.append(subprocess.Popen(
+                    [sys.executable, "-m", "simulator", "--registry", str(path), "--shard", f"{k}/{shards}",
+                     "--progress-interval", "10", "--drain-timeout", "5"],
+                    cwd=ROOT, env={**env, "MQTT_URL": broker.url, "STATIONS_FILE": str(path), "LOG_LEVEL": "WARNING"},
+                    stdout=out, stderr=out))
+        deadline = started + minutes * 60
+        samples = []
+        while time.monotonic() < deadline and all(s.poll() is None for s in sims):
+            time.sleep(10)
+            samples.append(_sample(logs, influxd, db, time.monotonic() - started))
+        cpu = {"simulator": sum(proc_stats(s.pid)[0] for s in sims if s.poll() is None),
+               "broker": proc_stats(broker.proc.pid)[0] if broker.proc else 0.0,
+               "ingest": proc_stats(ingest.pid)[0]}
+        rss = {"simulator_mb": sum(proc_stats(s.pid)[1] for s in sims if s.poll() is None),
+               "broker_mb": proc_stats(broker.proc.pid)[1] if broker.proc else 0.0,
+               "ingest_mb": proc_stats(ingest.pid)[1]}
+    finally:
+        for s in sims:
+            s.send_signal(signal.SIGINT)
+        for s in sims:
+            try:
+                s.wait(60)
+            except subprocess.TimeoutExpired:
+                s.kill()
+        ingest.terminate()
+        ingest.wait(30)
+        broker.stop()
+        influxd.stop()
+    last = samples[-1] if samples else {}
+    window = [s for s in samples if s["t"] >= samples[-1]["t"] - 60] if samples else []
+    stored_rate = ((window[-1]["stored"] - window[0]["stored"]) / (window[-1]["t"] - window[0]["t"])
+                   if len(window) > 1 else None)
+    errors = sum(log.read_text().count("Too many open files") + log.read_text().count("refused") for log in logs)
+    return {"stations": stations, "processes": shards, "connected": last.get("connected"),
+            "produced": last.get("produced"), "acked": last.get("acked"), "stored": last.get("stored"),
+            "stored_per_s_last_minute": round(stored_rate) if stored_rate is not None else None,
+            "cpu_s": {k: round(v, 1) for k, v in cpu.items()}, "rss": {k: round(v) for k, v in rss.items()},
+            "seconds": round(samples[-1]["t"]) if samples else 0, "connection_errors_logged": errors}
+
+
+def _sample(logs: list[Path], influxd: Influxd, db: str, t: float) -> dict[str, int | float]:
+    connected = produced = acked = 0
+    for log in logs:
+        found = _PROGRESS.findall(log.read_text())
+        if found:
+            c, p, a, _ = found[-1]
+            connected += int(c)
+            produced += int(p.replace(",", ""))
+            acked += int(a.replace(",", ""))
+    stored = sum(influxd.count(m, "seq", db) for m in ("occupancy", "charger", "temperature"))
+    sample = {"t": round(t, 1), "connected": connected, "produced": produced, "acked": acked, "stored": stored}
+    print(json.dumps(sample), flush=True)
+    return sample
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    a = sub.add_parser("ingest")
+    a.add_argument("--n", type=int, default=200_000)
+    a.add_argument("--processes", default="1,2,3")
+    b = sub.add_parser("agents")
+    b.add_argument("--stations", default="1000,10000,50000")
+    b.add_argument("--minutes", type=float, default=3)
+    b.add_argument("--per-process", type=int, default=15_000, help="agents per simulator process (open files)")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix=f"yizhan-scale-{uuid.uuid4().hex[:4]}-") as tmp:
+        work = Path(tmp)
+        if args.mode == "ingest":
+            for p in (int(x) for x in args.processes.split(",")):
+                rows.append(scale_ingest(args.n, p, work))
+                print(json.dumps(rows[-1]), flush=True)
+        else:
+            for n in (int(x) for x in args.stations.split(",")):
+                rows.append(scale_agents(n, args.minutes, args.per_process, work))
+                print(json.dumps(rows[-1]), flush=True)
+    print()
+    for row in rows:
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
