@@ -62,8 +62,8 @@ def run(stations: int, seconds: int, connections: int, work: Path) -> list[dict[
     influxd = Influxd(work / f"i{stations}").start()
     env = {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": "load", "LOG_LEVEL": "INFO"}
     if stations != 45:
-        path = work / f"stations-{stations}.yaml"
-        path.write_text(make_registry(stations))
+        path = work / f"stations-{stations}.json"
+        path.write_text(make_registry(stations, as_json=True))
         env["STATIONS_FILE"] = str(path)
     reg = registry.load(Path(env["STATIONS_FILE"])) if "STATIONS_FILE" in env else registry.load()
     gateway = GatewayProcess(work / f"g{stations}", **env)

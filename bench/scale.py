@@ -87,8 +87,8 @@ def _received(addr: str) -> float:
 
 
 def scale_agents(stations: int, minutes: float, per_process: int, work: Path) -> dict[str, object]:
-    path = work / f"stations-{stations}.yaml"
-    path.write_text(make_registry(stations))
+    path = work / f"stations-{stations}.json"
+    path.write_text(make_registry(stations, as_json=True))
     broker = Mosquitto(work / f"am-{stations}", persistence=False, extra="max_connections -1\nsys_interval 5").start()
     influxd = Influxd(work / f"ai-{stations}").start()
     db = f"agents{stations}"

@@ -44,7 +44,7 @@ def reading(station: Station, r: Reading) -> str:
     """One reading as one line; every telemetry point carries its ``seq``."""
     match r:
         case Occupancy():
-            fields = f"people={r.people}i"
+            fields = f"people={r.people}i,capacity={station.capacity}i"
             if r.entries is not None:
                 fields += f",entries={r.entries}i"
             if r.exits is not None:
@@ -69,12 +69,13 @@ def readings(station: Station, rs: list[Reading]) -> list[str]:
     if rs and isinstance(rs[0], Occupancy):
         occupancy = cast("list[Occupancy]", rs)  # one message holds one kind
         prefix = _series("occupancy", station) + " people="
+        capacity = f"i,capacity={station.capacity}i"
         lines = []
         for r in occupancy:
             if r.entries is not None and r.exits is not None:
-                lines.append(f"{prefix}{r.people}i,entries={r.entries}i,exits={r.exits}i,seq={r.seq}i {r.ts}")
+                lines.append(f"{prefix}{r.people}{capacity},entries={r.entries}i,exits={r.exits}i,seq={r.seq}i {r.ts}")
             elif r.entries is None and r.exits is None:
-                lines.append(f"{prefix}{r.people}i,seq={r.seq}i {r.ts}")
+                lines.append(f"{prefix}{r.people}{capacity},seq={r.seq}i {r.ts}")
             else:
                 lines.append(reading(station, r))
         return lines

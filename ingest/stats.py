@@ -23,6 +23,8 @@ _STATION_SAMPLE = 64
 @dataclass(slots=True)
 class _StationLag:
     district: str
+    low: int
+    high: int
     lags: list[int] = field(default_factory=list)
     count: int = 0
 
@@ -65,12 +67,14 @@ class Stats:
         if len(self._lags) >= _SAMPLE:
             self._lags = self._lags[::2]
             self._stride *= 2
+        newest = arrival_ms - max(ts_list)
         entry = self._stations.get(station.id)
         if entry is None:
-            entry = self._stations[station.id] = _StationLag(station.district)
+            entry = self._stations[station.id] = _StationLag(station.district, newest, newest)
         entry.count += 1
-        if len(entry.lags) < _STATION_SAMPLE:
-            entry.lags.append(arrival_ms - max(ts_list))
+        entry.low, entry.high = min(entry.low, newest), max(entry.high, newest)
+        if len(entry.lags) < _STATION_SAMPLE:  # the median from a sample; min and max from every message
+            entry.lags.append(newest)
 
     def write_took(self, seconds: float) -> None:
         self._write_sum += seconds
@@ -113,9 +117,9 @@ class Stats:
         """One ``ingest_station_lag`` line per station heard from since the last call."""
         lines = []
         for station_id, entry in self._stations.items():
-            ordered = sorted(entry.lags)
+            p50 = _quantile(sorted(entry.lags), 0.5)
             lines.append(f"ingest_station_lag,station={tag(station_id)},district={tag(entry.district)} "
-                         f"messages={entry.count}i,lag_min_ms={ordered[0]}i,lag_p50_ms={_quantile(ordered, 0.5)}i,"
-                         f"lag_max_ms={ordered[-1]}i {now_ms}")
+                         f"messages={entry.count}i,lag_min_ms={entry.low}i,lag_p50_ms={p50}i,"
+                         f"lag_max_ms={entry.high}i {now_ms}")
         self._stations = {}
         return lines

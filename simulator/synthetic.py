@@ -8,6 +8,7 @@ Give it to both ingest and the simulator with ``STATIONS_FILE``.
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any, Final
 
@@ -25,8 +26,8 @@ _WEIGHTS: Final = {"kongtong": 17, "huating": 6, "jingning": 6, "jingchuan": 5, 
 _CAPACITIES: Final = (8, 10, 12, 15, 20, 24, 30)
 
 
-def make_registry(stations: int, *, seed: int = 1) -> str:
-    """A registry document of ``stations`` reporting stations (YAML text)."""
+def make_registry(stations: int, *, seed: int = 1, as_json: bool = False) -> str:
+    """A registry document of ``stations`` reporting stations: YAML text, or JSON (also YAML, read far faster)."""
     if not 1 <= stations <= 999_999:
         raise ValueError("--stations must be between 1 and 999999")
     rng = random.Random(seed)  # noqa: S311 - synthetic data
@@ -53,6 +54,8 @@ def make_registry(stations: int, *, seed: int = 1) -> str:
                 "chargers": chargers, "sensors": sensors,
             })
     Registry([Station.model_validate(doc) for doc in out])  # what we write must load
+    if as_json:
+        return json.dumps({"stations": out}, ensure_ascii=False, indent=0) + "\n"
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return (f"# Synthetic registry: {stations} reporting stations (python -m simulator make-registry, seed {seed}).\n"
             + yaml.dump({"stations": out}, Dumper=dumper, allow_unicode=True, sort_keys=False,

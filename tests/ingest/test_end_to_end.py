@@ -40,9 +40,9 @@ def test_end_to_end_every_kind_singly_and_in_batches(broker: Mosquitto, influxd:
              what="every point written")
     tags = {"station": S, "district": "kongtong", "kind": "smart"}
     assert rows(influxd, db, "occupancy") == [
-        {"time": ts, **tags, "people": 4, "entries": 120, "exits": 116, "seq": 1},
-        {"time": ts + 1, **tags, "people": 5, "entries": None, "exits": None, "seq": 2},
-        {"time": ts + 2, **tags, "people": 6, "entries": 122, "exits": None, "seq": 3},
+        {"time": ts, **tags, "people": 4, "capacity": 20, "entries": 120, "exits": 116, "seq": 1},
+        {"time": ts + 1, **tags, "people": 5, "capacity": 20, "entries": None, "exits": None, "seq": 2},
+        {"time": ts + 2, **tags, "people": 6, "capacity": 20, "entries": 122, "exits": None, "seq": 3},
     ]
     assert rows(influxd, db, "charger") == [
         {"time": ts, **tags, "charger": "C1", "sockets_in_use": 3, "sockets_total": 10, "power_w": 450.5,
@@ -58,7 +58,7 @@ def test_end_to_end_every_kind_singly_and_in_batches(broker: Mosquitto, influxd:
     assert rows(influxd, db, "station_status") == [
         {"time": ts, **tags, "online": True, "fw": "1.4.2", "uptime_s": 3600, "buffered": 7},
     ]
-    assert field_types(influxd, db, "occupancy") == {"people": "integer", "entries": "integer",
+    assert field_types(influxd, db, "occupancy") == {"people": "integer", "capacity": "integer", "entries": "integer",
                                                      "exits": "integer", "seq": "integer"}
     assert field_types(influxd, db, "charger") == {"sockets_in_use": "integer", "sockets_total": "integer",
                                                    "power_w": "float", "energy_wh": "float", "fault": "string",
@@ -125,8 +125,8 @@ def test_end_to_end_injection_is_stored_verbatim_or_rejected(broker: Mosquitto, 
 def test_end_to_end_json_logs_and_healthz(broker: Mosquitto, influxd: Influxd, db: str,
                                           start_ingest: IngestFactory) -> None:
     ingest = start_ingest(LOG_FORMAT="json", INGEST_SUMMARY_SECONDS="0.2")
-    assert ingest.health() == {"status": "ok", "mqtt_connected": True, "influx_up": True, "spool_batches": 0,
-                               "pending_points": 0}
+    healthy = {"status": "ok", "mqtt_connected": True, "influx_up": True, "spool_batches": 0, "pending_points": 0}
+    wait_for(lambda: ingest.health() == healthy, what=f"healthz to report {healthy}")
     wait_for(lambda: "summary: received" in ingest.log.read_text(), what="a summary line")
     entries = [json.loads(line) for line in ingest.log.read_text().splitlines()]
     assert {"ts", "level", "logger", "msg"} <= set(entries[0])

@@ -30,3 +30,10 @@ def test_make_registry_command_writes_a_file(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-m", "simulator", "make-registry", "--stations", "5", "-o", str(out)],
                    cwd=ROOT, env=env, check=True, timeout=30)
     assert len(load(out).reporting) == 5
+
+
+def test_synthetic_registry_as_json_is_the_same_registry() -> None:
+    from simulator.synthetic import make_registry  # noqa: PLC0415
+    from telemetry import registry  # noqa: PLC0415
+
+    assert registry.parse(make_registry(50, as_json=True)).stations == registry.parse(make_registry(50)).stations

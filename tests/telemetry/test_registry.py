@@ -78,3 +78,13 @@ def test_registry_lists_every_problem_not_just_the_first() -> None:
 def test_registry_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="cannot read the station registry"):
         registry.load(tmp_path / "nope.yaml")
+
+
+def test_registry_in_json_loads_the_same_stations() -> None:
+    import json  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+
+    doc = yaml.safe_load(GOOD)
+    assert registry.parse(json.dumps(doc)).stations == registry.parse(GOOD).stations
+    assert registry.parse("{stations: []}").stations == ()  # YAML flow style, not JSON

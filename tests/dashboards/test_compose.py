@@ -1,0 +1,206 @@
+"""docker-compose.yml, parsed and checked (Docker cannot run here): services, images and builds,
+healthchecks, restart policies, volumes, mounted paths, and every environment variable against the
+settings of the service that reads it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from dashboards import provisioning
+from dashboards.overview import GAZETTEER
+from tests.rig import ROOT
+
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+PYTHON = {"ingest": "ingest.config", "gateway": "gateway.config", "simulator": "simulator.config"}
+_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}``; ``$$`` is a literal ``$``."""
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        value = env.get(m.group(1), "")
+        if m.group(2) == "-":
+            return value or m.group(3)
+        if m.group(2) == "?" and not value:
+            raise AssertionError(f"{m.group(1)} is required: {m.group(3)}")
+        return value
+    return _INTERPOLATION.sub(one, text)
+
+
+def settings_class(service: str) -> type[BaseSettings]:
+    cls: type[BaseSettings] = importlib.import_module(PYTHON[service]).Settings
+    return cls
+
+
+def names(cls: type[BaseSettings]) -> set[str]:
+    return {name.upper() for name in cls.model_fields}
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: interpolate(str(v), env_example()) for k, v in SERVICES[service].get("environment", {}).items()}
+
+
+def test_compose_runs_the_whole_stack_with_the_simulator_under_a_profile() -> None:
+    assert set(SERVICES) == {"mosquitto", "influxdb", "grafana", "ingest", "gateway", "simulator"}
+    assert [name for name, s in SERVICES.items() if s.get("profiles")] == ["simulator"]
+    assert SERVICES["simulator"]["profiles"] == ["simulator"]
+    for name, service in SERVICES.items():
+        assert service.get("image") or service.get("build"), f"{name}: neither image nor build"
+    for name in PYTHON:
+        assert SERVICES[name]["build"] == "."
+        assert SERVICES[name]["image"] == "yizhan:latest"
+        assert SERVICES[name]["command"][0] == name, "the image's entry point is python -m: the command is the service"
+    assert (ROOT / "Dockerfile").is_file()
+    assert 'ENTRYPOINT ["python", "-m"]' in (ROOT / "Dockerfile").read_text(encoding="utf-8")
+
+
+def test_every_long_running_service_has_a_healthcheck_and_a_restart_policy() -> None:
+    for name, service in SERVICES.items():
+        assert service.get("restart") in ("unless-stopped", "always", "no", "on-failure"), name
+        if name == "simulator":  # a load generator without an endpoint, not restarted on purpose
+            assert service["restart"] == "no"
+            assert "healthcheck" not in service
+            continue
+        assert service["restart"] == "unless-stopped", name
+        check = service["healthcheck"]["test"]
+        assert check[0] == "CMD", name
+        assert len(check) > 1, name
+    for name, service in SERVICES.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert condition == {"condition": "service_healthy"}, f"{name} waits for {dependency} to be healthy"
+            assert "healthcheck" in SERVICES[dependency]
+
+
+def test_volumes_are_named_and_declared_and_mounted_files_exist() -> None:
+    declared = set(COMPOSE["volumes"])
+    used = set()
+    for name, service in SERVICES.items():
+        for mount in service.get("volumes", []):
+            source, target = mount.split(":")[:2]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared"
+                used.add(source)
+            assert target.startswith("/"), mount
+    assert used == declared, f"declared but unused: {declared - used}"
+    for stateful in ("mosquitto", "influxdb", "grafana", "ingest"):
+        assert any(not m.startswith(".") for m in SERVICES[stateful]["volumes"]), f"{stateful} keeps no state"
+
+
+def _mounts(service: str) -> dict[str, str]:
+    return {m.split(":")[1]: m.split(":")[0] for m in SERVICES[service]["volumes"]}
+
+
+def test_grafana_mounts_the_provisioning_the_code_builds() -> None:
+    mounts = _mounts("grafana")
+    for kind in ("datasources", "dashboards", "alerting"):
+        assert mounts[f"{provisioning.GRAFANA_DIR}/{kind}"] == f"./dashboards/provisioning/{kind}"
+    provider = yaml.safe_load((ROOT / "dashboards/provisioning/dashboards/yizhan.yaml").read_text(encoding="utf-8"))
+    path = provider["providers"][0]["options"]["path"]
+    assert path.startswith(f"{provisioning.GRAFANA_DIR}/dashboards/")
+    assert (ROOT / "dashboards/provisioning" / path.removeprefix(f"{provisioning.GRAFANA_DIR}/")).is_dir()
+    home = environment("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "dashboards/provisioning" / home.removeprefix(f"{provisioning.GRAFANA_DIR}/")).is_file()
+    assert mounts[f"/usr/share/grafana/{GAZETTEER}"] == "./dashboards/provisioning/gazetteer/yizhan-stations.json"
+
+
+def test_mosquitto_mounts_the_shipped_config_and_keeps_its_persistence_in_a_volume() -> None:
+    mounts = _mounts("mosquitto")
+    assert mounts["/mosquitto/config/mosquitto.conf"] == "./deploy/mosquitto/mosquitto.conf"
+    conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text(encoding="utf-8")
+    location = re.search(r"^persistence_location\s+(\S+)", conf, re.MULTILINE)
+    assert location
+    assert mounts[location.group(1).rstrip("/")] == "mosquitto-data"
+    assert mounts["/mosquitto/auth"] == "mosquitto-auth", "password file and ACL go to their own volume"
+
+
+def test_influxdb_is_set_up_with_org_bucket_token_and_the_dbrp_mapping() -> None:
+    env = environment("influxdb")
+    assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+    assert env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"] == env_example()["INFLUX_TOKEN"]
+    assert env["DOCKER_INFLUXDB_INIT_BUCKET"] == env_example()["INFLUX_BUCKET"]
+    script = _mounts("influxdb")["/docker-entrypoint-initdb.d/init-dbrp.sh"]
+    text = (ROOT / script).read_text(encoding="utf-8")
+    assert "influx v1 dbrp create" in text
+    assert "--rp autogen" in text
+    assert "${DOCKER_INFLUXDB_INIT_BUCKET_ID}" in text
+    assert "${INFLUX_DB" in text
+    assert (ROOT / script).stat().st_mode & 0o111, "the entrypoint runs it: it must be executable"
+    others = {k for k in env if not k.startswith("DOCKER_INFLUXDB_INIT_")}
+    assert all(f"${{{k}" in text for k in others), f"{others}: set but not read by the init script"
+
+
+@pytest.mark.parametrize("service", sorted(PYTHON))
+def test_python_services_env_names_are_their_settings_and_validate(service: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    env = environment(service)
+    cls = settings_class(service)
+    known = names(cls)
+    assert set(env) <= known, f"{service} does not read {sorted(set(env) - known)}"
+    for name in [n for n in list(os.environ) if n.upper() in known]:
+        monkeypatch.delenv(name)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cls()  # a bad value would stop the service at start
+
+
+def test_grafana_env_is_grafana_s_own_or_read_by_the_provisioning_files() -> None:
+    env = environment("grafana")
+    dashboards_settings = importlib.import_module("dashboards.config").Settings
+    referenced = set()
+    for path in (ROOT / "dashboards/provisioning").rglob("*.yaml"):
+        referenced |= set(re.findall(r"\$\{(\w+)\}", path.read_text(encoding="utf-8")))
+    ours = {k for k in env if not k.startswith("GF_")}
+    assert referenced <= ours, f"the provisioning files read {sorted(referenced - ours)}, which Grafana is not given"
+    assert ours <= referenced, f"{sorted(ours - referenced)} given to Grafana but read by nothing"
+    assert ours <= names(dashboards_settings), "named as dashboards/config.py names them"
+
+
+def _strings(doc: Any) -> list[str]:
+    if isinstance(doc, dict):
+        return [s for v in doc.values() for s in _strings(v)]
+    if isinstance(doc, list):
+        return [s for v in doc for s in _strings(v)]
+    return [doc] if isinstance(doc, str) else []
+
+
+def test_every_variable_compose_interpolates_is_in_env_example() -> None:
+    matches = [m for text in _strings(COMPOSE) for m in _INTERPOLATION.finditer(text) if m.group(1)]
+    used = {m.group(1) for m in matches}
+    assert used <= set(env_example()), f"missing from .env.example: {sorted(used - set(env_example()))}"
+    required = {m.group(1) for m in matches if m.group(2) == "?"}
+    assert required == {"INFLUX_TOKEN", "INFLUX_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+
+
+def test_compose_interpolation_refuses_a_missing_required_variable() -> None:
+    with pytest.raises(AssertionError, match="INFLUX_TOKEN is required"):
+        interpolate("${INFLUX_TOKEN:?set it}", {})
+    assert interpolate("${A:-x} $${B}", {"A": ""}) == "x ${B}"
+
+
+def test_services_share_one_registry_file() -> None:
+    for name in PYTHON:
+        assert environment(name)["STATIONS_FILE"] == "/etc/yizhan/stations.yaml"
+        assert _mounts(name)["/etc/yizhan/stations.yaml"] == "./telemetry/stations.yaml"
+    assert Path(ROOT / "telemetry/stations.yaml").is_file()
