@@ -1,17 +1,21 @@
-"""``python -m gateway``: serve the API; ``python -m gateway token add --role viewer NAME``: a new API token."""
+"""``python -m gateway``: serve the API; ``token add --role viewer NAME``: a new API token;
+``provision [--out DIR]``: the broker's password file, ACL and the MQTT passwords, from the registry."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
+import platformdirs
 import uvicorn
 
 from gateway.api.main import create_app
 from gateway.config import Settings
 from gateway.credentials import Role, TokenStore
 from gateway.exceptions import CredentialsError
+from gateway.provision import SERVICE_USERS, provision
 from telemetry import logs
 from telemetry.registry import RegistryError
 from telemetry.settings import load_or_exit, parse_addr
@@ -31,6 +35,18 @@ def token_add(settings: Settings, name: str, role: Role) -> None:
     print(token)  # noqa: T201 - the command's output
 
 
+def provision_files(settings: Settings, out: Path, secrets: Path | None) -> None:
+    done = provision(settings.load_registry(), out, secrets_file=secrets)
+    stations = len(done.users) - len(SERVICE_USERS)
+    print(f"provision: {len(done.users)} MQTT users ({', '.join(SERVICE_USERS)}, {stations} stations): "  # noqa: T201
+          f"{len(done.added)} new, {len(done.removed)} removed{': ' + ' '.join(done.removed) if done.removed else ''}",
+          file=sys.stderr)
+    print(f"{done.passwd}\tpassword file: the broker's password_file, the gateway's STATION_PASSWORD_FILE\n"  # noqa: T201
+          f"{done.acl}\tACL: the broker's acl_file\n"
+          f"{done.secrets}\tthe passwords (mode 0600): STATION_PASSWORD of each agent, MQTT_URL of ingest and gateway")
+    print("reload the broker to apply them: kill -HUP <mosquitto pid>", file=sys.stderr)  # noqa: T201
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command")
@@ -39,12 +55,19 @@ def main() -> None:
     add = token.add_parser("add", help="create a token, print it once, store its hash in GATEWAY_TOKENS_FILE")
     add.add_argument("--role", choices=[r.value for r in Role], required=True)
     add.add_argument("name")
+    prov = sub.add_parser("provision", help="write the broker's password file and ACL, and the MQTT passwords, "
+                                            "from the registry; re-running keeps existing passwords")
+    prov.add_argument("--out", type=Path, default=platformdirs.user_config_path("yizhan") / "mqtt",
+                      help="directory for passwd, acl and secrets.yaml (default: %(default)s)")
+    prov.add_argument("--secrets", type=Path, help="the passwords file instead (default: OUT/secrets.yaml)")
     args = parser.parse_args()
     settings = load_or_exit(Settings, "gateway")
     logs.setup(settings.log_format, settings.log_level)
     try:
         if args.command == "token":
             token_add(settings, args.name, Role(args.role))
+        elif args.command == "provision":
+            provision_files(settings, args.out, args.secrets)
         else:
             serve(settings)
     except (RegistryError, CredentialsError) as exc:

@@ -15,6 +15,7 @@ from gateway import queries
 from gateway.config import Settings
 from gateway.credentials import StationPasswords, TokenStore
 from gateway.exceptions import DependencyUnavailableError, InfluxQueryError
+from gateway.geo import GeoIndex
 from gateway.influx import InfluxReader
 from gateway.live import LiveState
 from gateway.mqtt import MqttLink
@@ -52,8 +53,10 @@ class Services:
     passwords: StationPasswords
     decoder: Decoder
     metrics: GatewayMetrics
+    geo: GeoIndex
     started: float = field(default_factory=time.time)
     cache: dict[str, tuple[float, object]] = field(default_factory=dict)
+    cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @contextlib.asynccontextmanager
@@ -78,7 +81,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         task = asyncio.create_task(link.run(), name="mqtt")
         try:
             yield Services(settings, registry, live, influx, link, TokenStore(settings.gateway_tokens_file),
-                           StationPasswords(settings.station_password_file), Decoder(registry), metrics)
+                           StationPasswords(settings.station_password_file), Decoder(registry), metrics,
+                           GeoIndex(registry.reporting))
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -33,7 +31,6 @@ router = APIRouter(prefix="/v1/stations", tags=["stations"], responses=problems.
 District = Annotated[str | None, Query(pattern="^(" + "|".join(DISTRICT_CODES) + ")$",
                                        description="One of " + ", ".join(DISTRICT_CODES))]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_EARTH_M = 6_371_000.0
 
 
 @router.get("", summary="Stations with live state", response_model=StationPage)
@@ -48,27 +45,20 @@ def list_stations(services: ServicesDep, _: Viewer, district: District = None, k
     return json_response({"items": page, "total": len(matched), "limit": limit, "offset": offset})
 
 
-def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2, dl = math.radians(lat1), math.radians(lat2), math.radians(lon2 - lon1)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_M * math.asin(math.sqrt(a))
-
-
 @router.get("/nearest", summary="The nearest open stations with free seats (and a free socket)",
             response_model=list[NearbyStation])
 def nearest(services: ServicesDep, _: Viewer, lat: Annotated[float, Query(ge=-90, le=90)],
             lon: Annotated[float, Query(ge=-180, le=180)], limit: Annotated[int, Query(ge=1, le=50)] = 5,
             charge: Annotated[bool, Query(description="Only stations with a free charger socket")] = False,
             ) -> Response:
-    candidates = []
-    for station in services.registry.reporting:
-        state = services.live.get(station.id)
-        if state.online is not True or not free_seats(station, state):
-            continue
-        if charge and not _socket_free(station, state):
-            continue
-        candidates.append((_distance_m(lat, lon, station.location.lat, station.location.lon), station))
-    closest = heapq.nsmallest(limit, candidates, key=lambda c: c[0])
+    live = services.live
+
+    def open_now(station: Station) -> bool:
+        state = live.get(station.id)
+        return (state.online is True and bool(free_seats(station, state))
+                and (not charge or _socket_free(station, state)))
+
+    closest = services.geo.nearest(lat, lon, limit, open_now)
     return json_response([{**summary_of(station, services.live.get(station.id)), "distance_m": round(distance, 1)}
                           for distance, station in closest])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import APIRouter, Response
@@ -40,12 +41,17 @@ def _totals(stations: list[Station], live: LiveState) -> dict[str, object]:
 
 @router.get("/v1/summary", summary="Stations online, people, free seats, sockets in use, coldest station",
             response_model=Summary)
-def summary(services: ServicesDep, _: Viewer) -> Response:
-    """Computed at most once a second: with tens of thousands of stations it walks them all."""
+async def summary(services: ServicesDep, _: Viewer) -> Response:
+    """Computed at most once a second, by one request while the others wait for it (single flight):
+    with tens of thousands of stations it walks them all."""
     cached = services.cache.get("summary")
-    if cached is None or time.monotonic() - cached[0] >= 1.0 or not isinstance(cached[1], bytes):
-        cached = (time.monotonic(), _summary(services).model_dump_json().encode())
-        services.cache["summary"] = cached
+    if cached is None or time.monotonic() - cached[0] >= 1.0:
+        async with services.cache_lock:
+            cached = services.cache.get("summary")
+            if cached is None or time.monotonic() - cached[0] >= 1.0:
+                body = await asyncio.to_thread(lambda: _summary(services).model_dump_json().encode())
+                cached = services.cache["summary"] = (time.monotonic(), body)
+    assert isinstance(cached[1], bytes)  # noqa: S101 - only bytes are cached under this key
     return Response(cached[1], media_type="application/json")
 
 

@@ -1,0 +1,155 @@
+"""Broker credentials and access control, generated from the station registry.
+
+``python -m gateway provision [--out DIR] [--secrets FILE]`` writes three files::
+
+    DIR/passwd          Mosquitto's password file: one user per reporting station (user name =
+                        station id) plus the service users ``ingest`` and ``gateway``, each with
+                        Mosquitto's own ``$7$`` hash (PBKDF2-SHA512). The broker and the gateway's
+                        HTTP ingress (STATION_PASSWORD_FILE) read it.
+    DIR/acl             Mosquitto's ACL file: each user gets only what is listed under it.
+    FILE                the passwords in clear (YAML, ``user: password``), mode 0600, for whoever
+                        installs the devices and configures the services (default DIR/secrets.yaml).
+
+Passwords are random and written once: re-running keeps every password of the secrets file (and
+the hash already in ``passwd``, so an unchanged registry gives unchanged files) and adds users
+for new stations. A station that left the registry loses its user and ACL entries; its password
+stays in the secrets file, so it gets it back if it returns.
+
+Why explicit per-user ``topic`` lines rather than ``pattern ... %u``: a pattern applies to every
+user (``ingest`` would get ``stations/v1/ingest/...``), and the registry already lists each
+station, so each user's entries say exactly what it may do.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import yaml
+
+from gateway.credentials import check_password, hash_password, read_password_file
+from gateway.exceptions import CredentialsError
+from telemetry.contract import TELEMETRY_KINDS, TOPIC_ROOT, Kind, topic
+from telemetry.registry import Registry
+
+INGEST_USER: Final = "ingest"
+GATEWAY_USER: Final = "gateway"
+SERVICE_USERS: Final = (INGEST_USER, GATEWAY_USER)
+PASSWORD_FILE: Final = "passwd"  # noqa: S105 - a file name
+ACL_FILE: Final = "acl"
+SECRETS_FILE: Final = "secrets.yaml"
+_PASSWORD_BYTES: Final = 24  # 192 bits; token_urlsafe needs no percent-encoding in MQTT_URL
+_TELEMETRY: Final = sorted(k.value for k in TELEMETRY_KINDS)
+
+_ACL_HEAD = f"""\
+# Mosquitto ACL of yizhan, written by `python -m gateway provision` from the station registry.
+# Do not edit: re-run the command after changing the registry, then reload the broker (SIGHUP).
+# A user may do only what is listed under it; anonymous clients are refused (allow_anonymous false).
+# A station publishes its own telemetry and status (its last will included) and reads its own
+# config; it can read nothing else, so it cannot subscribe to {TOPIC_ROOT}/# or another's config.
+
+user {INGEST_USER}
+topic read {TOPIC_ROOT}/#
+
+# The gateway reads everything (live state, retained configs), writes configs, and publishes
+# telemetry for stations that use its HTTP ingress.
+user {GATEWAY_USER}
+topic read {TOPIC_ROOT}/#
+topic write {TOPIC_ROOT}/+/{Kind.CONFIG.value}
+""" + "".join(f"topic write {TOPIC_ROOT}/+/{kind}\n" for kind in _TELEMETRY)
+
+
+@dataclass(slots=True, frozen=True)
+class Provisioned:
+    """What a run wrote: the users of ``passwd`` and what changed since the last run."""
+
+    passwd: Path
+    acl: Path
+    secrets: Path
+    users: tuple[str, ...]
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def acl_text(registry: Registry) -> str:
+    """The ACL file for the service users and every reporting station of ``registry``."""
+    parts = [_ACL_HEAD]
+    for station in registry.reporting:
+        sid = station.id
+        lines = [f"topic write {topic(sid, Kind(kind))}" for kind in _TELEMETRY]
+        lines += [f"topic write {topic(sid, Kind.STATUS)}", f"topic read {topic(sid, Kind.CONFIG)}"]
+        parts.append(f"\nuser {sid}\n" + "\n".join(lines) + "\n")
+    return "".join(parts)
+
+
+def load_secrets(path: Path) -> dict[str, str]:
+    """The ``user: password`` mapping of a secrets file (empty when it does not exist).
+
+    Raises:
+        CredentialsError: the file is readable by others than its owner, or not such a mapping.
+    """
+    if not path.exists():
+        return {}
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise CredentialsError(f"{path}: mode {mode:04o} lets others read the passwords; chmod 600 it first")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CredentialsError(f"{path}: cannot read the secrets file: {exc}") from exc
+    if not isinstance(doc, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                            for k, v in doc.items()):
+        raise CredentialsError(f"{path}: expected a mapping of user names to passwords")
+    return dict(doc)
+
+
+def provision(registry: Registry, out: Path, *, secrets_file: Path | None = None) -> Provisioned:
+    """Write ``passwd``, ``acl`` and the secrets file; keep every existing password."""
+    secrets_path = secrets_file or out / SECRETS_FILE
+    passwd_path, acl_path = out / PASSWORD_FILE, out / ACL_FILE
+    known = load_secrets(secrets_path)
+    hashes = read_password_file(passwd_path) if passwd_path.exists() else {}
+    users = (*SERVICE_USERS, *(s.id for s in registry.reporting))
+    added = tuple(u for u in users if u not in known)
+    passwords = {**known, **{u: secrets.token_urlsafe(_PASSWORD_BYTES) for u in added}}
+    out.mkdir(parents=True, exist_ok=True)
+    secrets_path.parent.mkdir(parents=True, exist_ok=True)
+    if added or not secrets_path.exists():  # written before the hashes: never a hash without its password
+        _write(secrets_path, _secrets_text(passwords), mode=0o600)
+    lines = [f"{user}:{_hash(passwords[user], hashes.get(user))}" for user in users]
+    _write(passwd_path, "\n".join(lines) + "\n", mode=0o644)
+    _write(acl_path, acl_text(registry), mode=0o644)
+    removed = tuple(sorted(set(hashes) - set(users)))
+    return Provisioned(passwd_path, acl_path, secrets_path, users, added, removed)
+
+
+def _hash(password: str, old: str | None) -> str:
+    """The existing hash while it still matches (the file stays the same), else a new one."""
+    return old if old is not None and check_password(password, old) else hash_password(password)
+
+
+def _secrets_text(passwords: dict[str, str]) -> str:
+    head = ("# MQTT passwords of yizhan (python -m gateway provision). Secret: keep this file mode 0600.\n"
+            "# A station's agent gets its own as STATION_PASSWORD; ingest and gateway theirs in MQTT_URL.\n")
+    return head + yaml.safe_dump(passwords, sort_keys=False, default_flow_style=False)
+
+
+def _write(path: Path, text: str, *, mode: int) -> None:
+    """Replace ``path`` atomically: a reader (the broker on SIGHUP) sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask, and an old tmp keeps its own
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = -1
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    tmp.replace(path)
