@@ -10,7 +10,10 @@ import resource
 import signal
 import sys
 import time
+from pathlib import Path
 
+from gateway.exceptions import CredentialsError
+from gateway.provision import load_secrets
 from simulator.config import Settings, fault_flags, parse_start
 from simulator.exceptions import SimulatorError
 from simulator.faults import MAX_AGE_DAYS, Scenario, load_scenario, scenario_from_flags
@@ -62,8 +65,10 @@ def simulation(args: argparse.Namespace, settings: Settings) -> Simulation:
     url = settings.mqtt
     chosen = stations(args, settings)
     _raise_file_limit(len(chosen))
+    broker = Broker(url.host, url.port, url.username, url.password, settings.mqtt_tls_context(),
+                    passwords=_passwords(args.secrets) if args.secrets else None)
     return Simulation(
-        stations=chosen, broker=Broker(url.host, url.port, url.username, url.password, settings.mqtt_tls_context()),
+        stations=chosen, broker=broker,
         start=start, speed=None if math.isinf(speed) else speed, duration=args.duration, seed=args.seed,
         scenario=scenario(args),
         replay_rate=args.replay_rate or settings.agent_replay_rate,
@@ -71,6 +76,14 @@ def simulation(args: argparse.Namespace, settings: Settings) -> Simulation:
         buffer_path=args.buffer_file or ":memory:", drain_timeout=args.drain_timeout,
         on_progress=_progress if args.progress_interval > 0 else None,
         progress_interval=args.progress_interval or 1.0)
+
+
+def _passwords(path: Path) -> dict[str, str]:
+    """The stations' passwords from the secrets file of ``python -m gateway provision``."""
+    try:
+        return load_secrets(path)
+    except CredentialsError as exc:
+        raise SimulatorError(str(exc)) from exc
 
 
 def _progress(p: Progress) -> None:

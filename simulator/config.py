@@ -109,6 +109,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--replay-rate", type=float, help="agents' AGENT_REPLAY_RATE (readings/s)")
     run.add_argument("--buffer-max", type=int, help="agents' AGENT_BUFFER_MAX")
     run.add_argument("--buffer-file", type=Path, help="one SQLite file for every agent's buffer (default: memory)")
+    run.add_argument("--secrets", type=Path, metavar="FILE",
+                     help="each agent logs in as its station with its password from this file (the secrets.yaml "
+                          "of python -m gateway provision); default: every agent uses MQTT_URL's credentials")
     run.add_argument("--drain-timeout", type=float, default=30.0, metavar="S",
                      help="real seconds for the agents to empty their buffers at the end (default 30)")
     run.add_argument("--progress-interval", type=float, default=5.0, metavar="S",

@@ -20,7 +20,7 @@ import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -29,6 +29,7 @@ from firmware_stubs.agent import Agent, Clock
 from firmware_stubs.buffer import Buffer, BufferFile
 from simulator.clock import SimClock, SkewedClock
 from simulator.drivers import sim_drivers
+from simulator.exceptions import SimulatorError
 from simulator.faults import MALFORMED_KINDS, ClockSkew, NetworkLoss, Reboot, Scenario
 from simulator.malformed import MalformedSender
 from simulator.model import StationModel, unit
@@ -45,11 +46,25 @@ fault and a reading never share a moment and which comes first never depends on 
 
 @dataclass(slots=True, frozen=True)
 class Broker:
+    """Where the agents connect, and as whom.
+
+    With ``passwords`` (station id -> password, from ``python -m gateway provision``) each agent
+    logs in as its station, as a device does on a broker with per-station ACLs; without, every
+    agent uses ``username`` and ``password``. The malformed-payload sender always uses those.
+    """
+
     host: str
     port: int
     username: str | None = None
     password: str | None = None
     tls: ssl.SSLContext | None = None
+    passwords: Mapping[str, str] | None = None
+
+    def credentials(self, station: str) -> tuple[str | None, str | None]:
+        """(user name, password) of the agent of ``station``."""
+        if self.passwords is None:
+            return self.username, self.password
+        return station, self.passwords[station]
 
 
 @dataclass(slots=True)
@@ -124,8 +139,9 @@ class StationRun:
         sim, sid = self.sim, self.station.id
         self.buffer = self.file.buffer(station=sid, max_readings=sim.buffer_max)
         b = sim.broker
+        username, password = b.credentials(sid)
         agent = Agent(station=self.station, drivers=sim_drivers(self.model, world=sim.clock, agent=self.clock),
-                      buffer=self.buffer, host=b.host, port=b.port, username=b.username, password=b.password,
+                      buffer=self.buffer, host=b.host, port=b.port, username=username, password=password,
                       tls=b.tls, clock=self.clock, config=sim.config, replay_rate=sim.replay_rate, fw=FIRMWARE,
                       flush_timeout=sim.drain_timeout,
                       rng=random.Random(f"{sim.seed}:{sid}:{self.tally.reboots}"),  # noqa: S311 - jitter
@@ -237,6 +253,10 @@ class Simulation:
         self.seed = seed
         self.scenario = scenario or Scenario()
         self.scenario.check(self.stations)
+        if broker.passwords is not None and (missing := [s.id for s in self.stations if s.id not in broker.passwords]):
+            raise SimulatorError(f"no password for {len(missing)} station(s) in the secrets file: "
+                                 f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                                 "(run python -m gateway provision with the same registry)")
         self.config = config
         self.replay_rate, self.buffer_max, self.buffer_path = replay_rate, buffer_max, buffer_path
         self.drain_timeout = drain_timeout
