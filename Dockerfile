@@ -16,7 +16,7 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/yizhan yizhan \
- && mkdir -p /var/lib/yizhan/spool /var/lib/yizhan/gateway \
+ && mkdir -p /var/lib/yizhan/spool /var/lib/yizhan/gateway /mosquitto/auth && chown yizhan /mosquitto/auth \
  && chown -R yizhan: /var/lib/yizhan
 COPY --from=wheels /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

@@ -190,7 +190,8 @@ def test_every_variable_compose_interpolates_is_in_env_example() -> None:
     used = {m.group(1) for m in matches}
     assert used <= set(env_example()), f"missing from .env.example: {sorted(used - set(env_example()))}"
     required = {m.group(1) for m in matches if m.group(2) == "?"}
-    assert required == {"INFLUX_TOKEN", "INFLUX_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+    assert required == {"INFLUX_TOKEN", "INFLUX_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "MQTT_INGEST_PASSWORD",
+                        "MQTT_GATEWAY_PASSWORD"}
 
 
 def test_compose_interpolation_refuses_a_missing_required_variable() -> None:
@@ -204,3 +205,17 @@ def test_services_share_one_registry_file() -> None:
         assert environment(name)["STATIONS_FILE"] == "/etc/yizhan/stations.yaml"
         assert _mounts(name)["/etc/yizhan/stations.yaml"] == "./telemetry/stations.yaml"
     assert Path(ROOT / "telemetry/stations.yaml").is_file()
+
+
+def test_broker_refuses_anonymous_clients_and_reads_the_provisioned_files() -> None:
+    import yaml  # noqa: PLC0415
+
+    from tests.rig import ROOT  # noqa: PLC0415
+
+    conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+    assert {"allow_anonymous false", "password_file /mosquitto/auth/passwd", "acl_file /mosquitto/auth/acl"} <= set(conf)
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "mosquitto-auth:/mosquitto/auth" in compose["services"]["mosquitto"]["volumes"]
+    assert compose["services"]["gateway"]["environment"]["STATION_PASSWORD_FILE"] == "/mosquitto/auth/passwd"
+    for name in ("ingest", "gateway"):
+        assert compose["services"][name]["environment"]["MQTT_URL"].startswith(f"mqtt://{name}:")
