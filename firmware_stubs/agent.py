@@ -56,6 +56,7 @@ from firmware_stubs.exceptions import AgentError, ConnectError, DriverError
 from telemetry.codec import clip, describe
 from telemetry.contract import (
     MAX_BATCH,
+    MAX_FUTURE_MS,
     MAX_PAYLOAD_BYTES,
     AgentConfig,
     Charger,
@@ -368,8 +369,11 @@ class Agent:
     def _on_due(self, waiter: asyncio.Future[None]) -> None:
         if waiter.cancelled() or waiter is not self._waiter:
             return
+        now = self._clock.time()
+        if now < self._wake_at <= now + 1.0:  # woke a hair early: keep the schedule exact
+            now = self._wake_at
         try:
-            self._tick(max(self._clock.time(), self._wake_at))
+            self._tick(now)  # far before the wake: the clock was stepped back, and _tick follows it
         except Exception:
             logger.exception("%s: unexpected error reading the drivers", self.station.id)
         self._start_schedule()
@@ -379,6 +383,12 @@ class Agent:
 
     def _tick(self, now: float) -> None:
         due, cfg = self._due, self._config
+        intervals: dict[Job, float] = {
+            "occupancy": cfg.occupancy_interval_s, "charger": cfg.charger_interval_s,
+            "temperature": cfg.temperature_interval_s, "status": cfg.status_interval_s}
+        for key, interval in intervals.items():
+            if due[key] > now + interval:  # the clock was stepped back: the schedule follows it
+                due[key] = now
         new: list[NewReading] = []
         counter = self._drivers.occupancy
         if counter is not None:
@@ -453,7 +463,10 @@ class Agent:
              make: Callable[[int, int], BaseModel]) -> bool:
         """Build one reading: the next ``seq``, a ``ts`` never reused within its series."""
         seq = self._buffer.seq + len(out) + 1
-        ts = max(round(now * 1000), self._series_ts.get(series, self._ts_floor) + 1)
+        now_ms, last = round(now * 1000), self._series_ts.get(series, self._ts_floor)
+        # never reuse a ts within a series, unless the clock was stepped back further than ingest
+        # accepts ahead: what was stamped in that future was rejected, so nothing can be replaced
+        ts = now_ms if last - now_ms > MAX_FUTURE_MS else max(now_ms, last + 1)
         try:
             reading = make(ts, seq)
         except ValidationError as exc:
@@ -521,7 +534,8 @@ class Agent:
         if client is None or not self._connected:
             return None
         now = self._clock.time()
-        self._status_ts = max(round(now * 1000), self._status_ts + 1)
+        now_ms = round(now * 1000)
+        self._status_ts = now_ms if self._status_ts - now_ms > MAX_FUTURE_MS else max(now_ms, self._status_ts + 1)
         status = Status(state=state, ts=self._status_ts, fw=self._fw, uptime_s=max(0, int(now - self._started)),
                         buffered=len(self._buffer), dropped=self._buffer.dropped,
                         driver_errors=self.stats.driver_errors, config_rev=self._config.rev,

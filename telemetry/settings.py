@@ -10,10 +10,10 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal, NoReturn, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from telemetry import registry
@@ -50,6 +50,17 @@ class _Base(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
 
+def _readable(value: Path | None) -> Path | None:
+    """A certificate or key file must be readable at start, not fail later with a traceback."""
+    if value is not None:
+        try:
+            with value.open("rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}") from exc
+    return value
+
+
 class MqttSettings(_Base):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_ca_file: Path | None = None
@@ -61,6 +72,17 @@ class MqttSettings(_Base):
     def _valid_mqtt_url(cls, value: str) -> str:
         MqttUrl.parse(value)
         return value
+
+    @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
+    @classmethod
+    def _readable_mqtt_file(cls, value: Path | None) -> Path | None:
+        return _readable(value)
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> Self:
+        if self.mqtt_key_file is not None and self.mqtt_cert_file is None:
+            raise ValueError("MQTT_KEY_FILE is set without MQTT_CERT_FILE (the client certificate it belongs to)")
+        return self
 
     @property
     def mqtt(self) -> MqttUrl:
@@ -93,6 +115,11 @@ class InfluxSettings(_Base):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("influx_ca_file")
+    @classmethod
+    def _readable_influx_ca(cls, value: Path | None) -> Path | None:
+        return _readable(value)
 
     @field_validator("influx_db")
     @classmethod
@@ -137,7 +164,7 @@ def load_or_exit(cls: type[S], program: str) -> S:
     except ValidationError as exc:
         lines = [f"{program}: invalid settings:"]
         for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "?"
+            name = str(err["loc"][0]).upper() if err["loc"] else "settings"
             lines.append(f"  {name}: {err['msg']}")
         _exit("\n".join(lines))
 

@@ -141,3 +141,17 @@ def test_faults_bad_registry_refuses_to_start(tmp_path: object) -> None:
                           env={"STATIONS_FILE": str(bad), "PATH": "/usr/bin:/bin"}, check=False)
     assert proc.returncode != 0
     assert "station #1 (PL-KT-1): id: Value error, malformed id" in proc.stderr
+
+
+def test_faults_unreadable_tls_files_are_named_at_start(tmp_path: object) -> None:
+    env = {"MQTT_CA_FILE": "/nonexistent/ca.pem", "INFLUX_CA_FILE": "/nonexistent/influx-ca.pem",
+           "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env=env, check=False)
+    assert proc.returncode == 2
+    assert "MQTT_CA_FILE: Value error, cannot read /nonexistent/ca.pem" in proc.stderr
+    assert "INFLUX_CA_FILE: Value error, cannot read /nonexistent/influx-ca.pem" in proc.stderr
+    alone = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                           env={"MQTT_KEY_FILE": str(ROOT / "README.md"), "PATH": "/usr/bin:/bin"}, check=False)
+    assert alone.returncode == 2
+    assert "MQTT_KEY_FILE is set without MQTT_CERT_FILE" in alone.stderr

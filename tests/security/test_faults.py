@@ -138,3 +138,24 @@ async def test_faults_clock_hours_ahead_gets_counted_rejects_not_future_data(
     assert influxd.count("station_status", "online", db, f"WHERE station = '{SKEWED}'") == 0
     others = {s: n for s, n in produced.items() if s != SKEWED}
     assert {s: sorted(seqs[s]) for s in others} == {s: list(range(1, n + 1)) for s, n in others.items()}
+
+
+async def test_faults_clock_stepped_back_the_station_reports_again_at_once(
+        auth_broker: Mosquitto, credentials: Credentials, ingest_as_service: IngestAs, influxd: Influxd,
+        db: str) -> None:
+    """An hour ahead for 5 minutes, then right: its readings carry the right time again within an interval."""
+    await asyncio.to_thread(ingest_as_service)
+    start = float(int(time.time()) - 900)
+    scenario = Scenario(faults=(ClockSkew(station=SKEWED, skew=3600, at=0, for_=300),))
+    sim = city(auth_broker, credentials, start=start, duration=900, speed=120, scenario=scenario, stations=3)
+    summary = await sim.run()
+    assert summary.total("acknowledged") == summary.total("produced")
+
+    def after_the_skew() -> list[dict[str, object]]:
+        return influxd.rows(f"SELECT people FROM occupancy WHERE station = '{SKEWED}' "
+                            f"AND time >= {int((start + 300) * 1000)}ms", db)
+
+    rows = wait_for(lambda: after_the_skew() if len(after_the_skew()) >= 8 else [], timeout=30,
+                    what="occupancy readings of the station once its clock is right")
+    first = min(int(str(r["time"])) for r in rows)
+    assert first <= (start + 300 + 60) * 1000 + 1000, "the station stayed silent after its clock was set right"
