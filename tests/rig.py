@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -122,18 +123,27 @@ class Mosquitto:
 
 
 class Influxd:
-    """An ``influxd`` 1.x process with its own data directory and ports."""
+    """An ``influxd`` 1.x process with its own data directory and ports.
 
-    def __init__(self, directory: Path) -> None:
+    Args:
+        https: (certificate, key) to serve HTTPS only; ``ca`` then verifies it for our own requests.
+    """
+
+    def __init__(self, directory: Path, *, https: tuple[Path, Path] | None = None, ca: Path | None = None) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.rpc_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.https = https
+        self.context = ssl.create_default_context(cafile=str(ca)) if ca else None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.port}"
+
+    def _open(self, request: str | urllib.request.Request, timeout: float) -> Any:
+        return urllib.request.urlopen(request, timeout=timeout, context=self.context)  # noqa: S310 - loopback
 
     def start(self) -> Influxd:
         conf = self.dir / "influxdb.conf"
@@ -148,6 +158,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
+{self._https_config()}
 [monitor]
   store-enabled = false
 [continuous_queries]
@@ -156,14 +167,20 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         log = (self.dir / "influxd.log").open("ab")
         self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=log, stderr=log)
         log.close()
-        wait_for(self._ping, timeout=30, what=f"influxd on port {self.port}")
+        wait_for(self._ping, timeout=30, what=f"influxd on {self.url}")
         return self
+
+    def _https_config(self) -> str:
+        if self.https is None:
+            return ""
+        cert, key = self.https
+        return f'  https-enabled = true\n  https-certificate = "{cert}"\n  https-private-key = "{key}"'
 
     def _ping(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"influxd exited: {(self.dir / 'influxd.log').read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:  # noqa: S310 - loopback
+            with self._open(f"{self.url}/ping", 1) as r:
                 return bool(r.status == 204)
         except OSError:
             return False
@@ -179,7 +196,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         if db:
             params["db"] = db
         url = f"{self.url}/query?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=30) as r:  # noqa: S310 - loopback
+        with self._open(url, 30) as r:
             body = json.loads(r.read())
         result = body["results"][0]
         if "error" in result:
@@ -191,7 +208,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         self.query(f'CREATE DATABASE "{db}"')
         url = f"{self.url}/write?db={urllib.parse.quote(db)}&precision=ms"
         request = urllib.request.Request(url, data=body.encode(), method="POST")  # noqa: S310 - loopback
-        with urllib.request.urlopen(request, timeout=10) as r:  # noqa: S310 - loopback
+        with self._open(request, 10) as r:
             if r.status != 204:
                 raise AssertionError(f"write answered {r.status}")
 

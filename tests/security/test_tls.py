@@ -3,18 +3,14 @@ and the gateway on mqtts and https, with a throwaway CA; clients that do not tru
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,60 +23,6 @@ from tests.security.certs import Authority, Issued, authority
 from tests.security.conftest import Credentials, Session, provisioned
 
 S = "PL-KT-003"
-
-
-class HttpsInfluxd(Influxd):
-    """``influxd`` 1.x serving HTTPS only (``https-enabled`` in [http]) with a certificate of ``ca``."""
-
-    def __init__(self, directory: Path, *, server: Issued, ca: Path) -> None:
-        super().__init__(directory)
-        self.server, self.context = server, ssl.create_default_context(cafile=str(ca))
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def start(self) -> HttpsInfluxd:
-        conf = self.dir / "influxdb.conf"
-        conf.write_text(f"""reporting-disabled = true
-bind-address = "127.0.0.1:{self.rpc_port}"
-[meta]
-  dir = "{self.dir}/meta"
-[data]
-  dir = "{self.dir}/data"
-  wal-dir = "{self.dir}/wal"
-  query-log-enabled = false
-[http]
-  bind-address = "127.0.0.1:{self.port}"
-  log-enabled = false
-  https-enabled = true
-  https-certificate = "{self.server.cert}"
-  https-private-key = "{self.server.key}"
-[monitor]
-  store-enabled = false
-""")
-        with (self.dir / "influxd.log").open("ab") as log:
-            self.proc = subprocess.Popen(["influxd", "-config", str(conf)], stdout=log, stderr=log)
-        wait_for(self._ping, timeout=30, what=f"influxd (https) on port {self.port}")
-        return self
-
-    def _ping(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"influxd exited: {(self.dir / 'influxd.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=1, context=self.context) as r:  # noqa: S310
-                return bool(r.status == 204)
-        except OSError:
-            return False
-
-    def query(self, q: str, db: str | None = None) -> list[dict[str, Any]]:
-        params = {"q": q, "epoch": "ms", **({"db": db} if db else {})}
-        url = f"{self.url}/query?{urllib.parse.urlencode(params)}"
-        with urllib.request.urlopen(url, timeout=30, context=self.context) as r:  # noqa: S310 - loopback
-            result = json.loads(r.read())["results"][0]
-        if "error" in result:
-            raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
-        return list(result.get("series", []))
 
 
 @dataclass
@@ -125,8 +67,8 @@ def tls_broker(tmp_path: Path, pki: Pki, creds: Credentials) -> Iterator[TlsBrok
 
 
 @pytest.fixture
-def https_influxd(tmp_path: Path, pki: Pki) -> Iterator[HttpsInfluxd]:
-    server = HttpsInfluxd(tmp_path / "influxd", server=pki.influxd, ca=pki.ca.cert).start()
+def https_influxd(tmp_path: Path, pki: Pki) -> Iterator[Influxd]:
+    server = Influxd(tmp_path / "influxd", https=(pki.influxd.cert, pki.influxd.key), ca=pki.ca.cert).start()
     yield server
     server.stop()
 
@@ -159,7 +101,7 @@ def _context(ca: Path, client: Issued | None = None) -> ssl.SSLContext:
 
 def test_tls_agent_to_influxdb_and_the_gateway_all_encrypted(tmp_path: Path, pki: Pki, creds: Credentials,
                                                              tls_broker: TlsBroker,
-                                                             https_influxd: HttpsInfluxd) -> None:
+                                                             https_influxd: Influxd) -> None:
     db = "tls"
     ingest = IngestProcess(tmp_path / "ingest", MQTT_URL=creds.url(tls_broker.broker, "ingest", port=tls_broker.cert_port,
                                                                    scheme="mqtts"),
