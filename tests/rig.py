@@ -7,6 +7,7 @@ a slow subscriber), with the listener, persistence and auth of the test.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
@@ -37,21 +38,43 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Poll(Generic[T]):
+    """One condition polled until a deadline; the last value or error goes into the failure."""
+
+    def __init__(self, check: Callable[[], T], timeout: float, what: str) -> None:
+        self.check, self.timeout, self.what = check, timeout, what
+        self.deadline = time.monotonic() + timeout
+        self.last: object = None
+
+    def attempt(self) -> bool:
+        try:
+            self.last = self.check()
+        except Exception as exc:  # noqa: BLE001 - keep polling; report the last failure
+            self.last = exc
+        else:
+            if self.last:
+                return True
+        if time.monotonic() > self.deadline:
+            raise AssertionError(f"timed out after {self.timeout} s waiting for {self.what}; last seen: {self.last!r}")
+        return False
+
+
 def wait_for(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
              what: str = "condition") -> T:
     """Poll ``check`` until it returns a truthy value; fail naming what was expected and last seen."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last failure
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last seen: {last!r}")
+    poll = _Poll(check, timeout, what)
+    while not poll.attempt():
         time.sleep(interval)
+    return poll.last  # type: ignore[return-value]
+
+
+async def until(check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.05,
+                what: str = "condition") -> T:
+    """``wait_for`` for async tests: polls without blocking the event loop (agents, simulations)."""
+    poll = _Poll(check, timeout, what)
+    while not poll.attempt():
+        await asyncio.sleep(interval)
+    return poll.last  # type: ignore[return-value]
 
 
 def _port_open(port: int) -> bool:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,22 +22,6 @@ S = "PL-KT-001"  # smart: chargers C1 (10 sockets), C2 (10); sensors indoor, out
 FAST = AgentConfig(rev="fast", occupancy_interval_s=1, charger_interval_s=1, temperature_interval_s=1,
                    status_interval_s=1)
 T = TypeVar("T")
-
-
-async def until(check: Callable[[], T], *, seconds: float = 15.0, what: str = "condition") -> T:
-    """``tests.rig.wait_for`` for async tests: polls without blocking the agents' event loop."""
-    deadline = time.monotonic() + seconds
-    last: object = None
-    while True:
-        try:
-            last = check()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - keep polling; report the last failure
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds} s waiting for {what}; last seen: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

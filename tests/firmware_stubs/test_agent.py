@@ -21,11 +21,10 @@ from tests.firmware_stubs.conftest import (
     influx_seqs,
     readings,
     statuses,
-    until,
 )
 from tests.mqtt import publish
 from tests.payloads import now_ms
-from tests.rig import Influxd, Mosquitto, wait_for
+from tests.rig import Influxd, Mosquitto, until, wait_for
 
 
 async def test_agent_broker_restart_loses_nothing_and_keeps_original_timestamps(
@@ -68,7 +67,7 @@ async def test_agent_replays_oldest_first_in_batches_at_its_rate_while_live_read
         restored_ms = now_ms()
         agent.restore_network()
         await until(lambda: agent.connected, what="reconnected")
-        await until(lambda: agent.buffered == 0, seconds=20, what="the backlog drained")
+        await until(lambda: agent.buffered == 0, timeout=20, what="the backlog drained")
         last_seq = agent._buffer.seq
     after = [(t, m, json.loads(m.payload)) for t, m in received
              if m.topic.endswith(("/occupancy", "/charger", "/temperature"))]

@@ -16,16 +16,16 @@ from typing import TypeVar
 from simulator.faults import ClockSkew, Scenario
 from simulator.simulation import Broker, Simulation, Summary
 from telemetry import registry
-from tests.rig import GatewayProcess, Influxd, IngestProcess, Mosquitto, wait_for
+from tests.rig import GatewayProcess, Influxd, IngestProcess, Mosquitto, until, wait_for
 from tests.security.conftest import Credentials, GatewayAs, IngestAs
 
 READINGS = "occupancy, charger, temperature"
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], T], *, seconds: float = 60.0, what: str = "condition") -> T:
-    """``wait_for`` in a worker thread, so the agents on this event loop keep running meanwhile."""
-    return await asyncio.to_thread(wait_for, check, timeout=seconds, interval=0.1, what=what)
+async def eventually(check: Callable[[], T], *, what: str) -> T:
+    """``until`` with the minute a city of agents may need."""
+    return await until(check, timeout=60.0, interval=0.1, what=what)
 
 
 def stored_seqs(influxd: Influxd, db: str) -> dict[str, list[int]]:
