@@ -247,21 +247,18 @@ def main() -> None:
             ingest = [sys.executable, "-m", "ingest"]
             naive = [sys.executable, str(ROOT / "bench" / "naive_ingest.py")]
             for case in args.cases.split(","):
-                n = args.baseline_n or args.n if case == "naive" else args.n
-                per_message = 100 if case == "batch100" else 1
-                topics = feed(stations, n, per_message, t0_ms)
-                if case == "mosquitto_sub":
-                    results.append(run_mosquitto_sub(topics, n, broker, work))
-                    print(json.dumps(asdict(results[-1])), flush=True)
-                    continue
-                if case == "paced":
-                    n = int(args.rate * args.paced_seconds)
-                    results.append(run_paced(feed(stations, n, 1, t0_ms), n, args.rate, broker, influxd, work))
-                    print(json.dumps(asdict(results[-1])), flush=True)
-                    continue
-                cmd = naive if case == "naive" else ingest
-                marker = "naive ingest ready" if case == "naive" else "MQTT connected"
-                result = run_case(case, cmd, topics, n, broker, influxd, work, ready_marker=marker)
+                n = {"naive": args.baseline_n or args.n, "paced": int(args.rate * args.paced_seconds)}.get(case, args.n)
+                topics = feed(stations, n, 100 if case == "batch100" else 1, t0_ms)
+                match case:
+                    case "mosquitto_sub":
+                        result = run_mosquitto_sub(topics, n, broker, work)
+                    case "paced":
+                        result = run_paced(topics, n, args.rate, broker, influxd, work)
+                    case "naive":
+                        result = run_case(case, naive, topics, n, broker, influxd, work,
+                                          ready_marker="naive ingest ready")
+                    case _:
+                        result = run_case(case, ingest, topics, n, broker, influxd, work, ready_marker="MQTT connected")
                 results.append(result)
                 print(json.dumps(asdict(result)), flush=True)
         finally:
