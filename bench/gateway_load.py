@@ -25,7 +25,7 @@ from gateway.credentials import Role, TokenStore
 from simulator.synthetic import make_registry
 from telemetry import registry
 from tests.mqtt import publish
-from tests.rig import GatewayProcess, Influxd, Mosquitto, wait_for
+from tests.rig import MOSQUITTO_DEFAULT_LOG, GatewayProcess, Influxd, Mosquitto, wait_for
 
 ENDPOINTS = ["/v1/stations", "/v1/stations?limit=1000", "/v1/summary", "/v1/stations/nearest?lat=35.54&lon=106.66"]
 
@@ -58,7 +58,7 @@ def _ms(text: str) -> float:
 
 
 def run(stations: int, seconds: int, connections: int, work: Path) -> list[dict[str, object]]:
-    broker = Mosquitto(work / f"m{stations}", persistence=False).start()
+    broker = Mosquitto(work / f"m{stations}", log_types=MOSQUITTO_DEFAULT_LOG, persistence=False).start()
     influxd = Influxd(work / f"i{stations}").start()
     env = {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": "load", "LOG_LEVEL": "INFO"}
     if stations != 45:

@@ -15,14 +15,21 @@ station topic, in chunks below 65,535 lines), and waits until every reading is q
 - ``paced``: single readings at a fixed ``--rate`` (default 10,000/s) for ``--paced-seconds``, from
   ``bench/paced_publisher.py``: the publish-to-queryable latency at that rate.
 
-It prints readings/s (first publish to last reading queryable), ingest CPU seconds per 1000
-readings, ingest peak RSS, and publish-to-queryable latency p50/p99 of probe readings published
-at 20/s by a paho client during the run (queryable time polled every 50 ms).
+Tuning settings in the environment (``INGEST_WRITE_CONCURRENCY=4``, ``INGEST_BATCH_POINTS``...)
+apply to the ingest processes; where they connect is the bench's own.
+
+It prints per case: readings/s (first publish to the last reading queryable), ingest CPU seconds
+per 1000 readings, ingest peak RSS, when ingest had received every message ("delivered"), the CPU
+seconds of the broker and of influxd, and how many of the machine's cores were busy on average.
+The paced case adds the publish-to-queryable latency p50/p99 of probe readings published at 20/s
+by a paho client (queryable time polled every 50 ms); the throughput cases run without the probe,
+whose queries would take CPU from what they measure.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -31,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +48,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from telemetry import registry
-from tests.rig import ROOT, Influxd, Mosquitto, free_port, wait_for
+from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, free_port, parse_metrics, wait_for
 
 PROBE_STATION = "PL-KT-002"
 CHUNK = 50_000  # mosquitto_pub -l stops early past 65,535 lines
@@ -56,6 +64,10 @@ class Result:
     peak_rss_mb: float
     latency_p50_ms: float | None
     latency_p99_ms: float | None
+    delivered_s: float | None = None
+    broker_cpu_s: float | None = None
+    influxd_cpu_s: float | None = None
+    box_cores_busy: float | None = None
 
 
 def feed(stations: list[str], n: int, per_message: int, t0_ms: int) -> dict[str, list[str]]:
@@ -134,7 +146,7 @@ class Probe:
 
 
 def start_ingest(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_", "INGEST_"))}
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_"))}
     full.update(env)
     with log.open("ab") as out:
         return subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=out, stderr=out)
@@ -166,7 +178,7 @@ def run_paced(topics: dict[str, list[str]], n: int, rate: float, broker: Mosquit
     publisher = [sys.executable, "-m", "bench.paced_publisher", "--port", str(broker.port), "--rate", str(rate),
                  str(path)]
     return run_case("paced", [sys.executable, "-m", "ingest"], {}, n, broker, influxd, work,
-                      ready_marker="MQTT connected", publisher=publisher)
+                      ready_marker="MQTT connected", publisher=publisher, probe=True)
 
 
 def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, work: Path) -> Result:
@@ -175,21 +187,33 @@ def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, w
     base = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i",
             f"sub-{uuid.uuid4().hex[:6]}", "-t", "stations/v1/+/+"]
     subprocess.run([*base, "-E"], check=True, timeout=30)  # create the session and its subscription
+    assert broker.proc is not None  # noqa: S101 - started
+    broker0, _ = proc_stats(broker.proc.pid)
+    box0 = box_busy()
     started = time.monotonic()
     sub = subprocess.Popen([*base, "-C", str(n)], stdout=subprocess.DEVNULL)
     pubs = publishers(broker, files)
     _, status, usage = os.wait4(sub.pid, 0)
     seconds = time.monotonic() - started
+    box = box_busy() - box0
     sub.returncode = os.waitstatus_to_exitcode(status)
     for p in pubs:
         p.wait()
     cpu = usage.ru_utime + usage.ru_stime
     return Result("mosquitto_sub", n, round(seconds, 2), round(n / seconds), round(cpu / n * 1000, 4),
-                  round(usage.ru_maxrss / 1024, 1), None, None)
+                  round(usage.ru_maxrss / 1024, 1), None, None, round(seconds, 2),
+                  round(proc_stats(broker.proc.pid)[0] - broker0, 2), None, round(box / seconds, 2))
 
 
 def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, broker: Mosquitto,
-             influxd: Influxd, work: Path, *, ready_marker: str, publisher: list[str] | None = None) -> Result:
+             influxd: Influxd, work: Path, *, ready_marker: str, publisher: list[str] | None = None,
+             probe: bool = False, counters: bool = True) -> Result:
+    """One ingest process against the feed; readings/s is first publish to the last reading queryable.
+
+    Completion is watched through ingest's own counters (cheap) and confirmed by counting the rows in
+    InfluxDB; the naive baseline has no counters, so its rows are counted every 0.2 s. Probe readings
+    (latency) only when ``probe``: their queries every 50 ms cost the box CPU that throughput needs.
+    """
     db = f"bench_{case}_{uuid.uuid4().hex[:6]}"
     http_port = free_port()
     env = {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": f"bench-{db}",
@@ -198,33 +222,64 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
     log = work / f"{db}.log"
     files = write_feed(topics, work / db)
     proc = start_ingest(cmd, env, log)
+    messages = n if "batch" not in case else -(-n // 100)
     try:
         wait_for(lambda: ready_marker in log.read_text() or proc.poll() is not None, timeout=60,
                  what=f"{case} ingest ready")
         influxd.query(f'CREATE DATABASE "{db}"')
-        cpu0, _ = proc_stats(proc.pid)
+        assert broker.proc is not None  # noqa: S101 - started
+        assert influxd.proc is not None  # noqa: S101 - started
+        servers = (proc.pid, broker.proc.pid, influxd.proc.pid)
+        cpu0 = [proc_stats(pid)[0] for pid in servers]
+        box0 = box_busy()
         started = time.monotonic()
-        with Probe(broker, influxd, db) as probe:
+        delivered: float | None = None
+        with Probe(broker, influxd, db) if probe else contextlib.nullcontext() as prober:
             pubs = [subprocess.Popen(publisher, cwd=ROOT)] if publisher else publishers(broker, files)
             count = 0
 
             def all_written() -> bool:
-                nonlocal count
+                nonlocal count, delivered
+                counters = ingest_counters(http_port)
+                if delivered is None and counters.get("ingest_messages_received_total", 0) >= messages:
+                    delivered = time.monotonic() - started
+                if counters and counters.get("ingest_points_written_total", 0) < n:
+                    return False
                 count = influxd.count("occupancy", "people", db, f"WHERE station != '{PROBE_STATION}'")
                 return count >= n
 
-            wait_for(all_written, timeout=1800, interval=0.2, what=f"{n} readings of case {case}")
+            wait_for(all_written, timeout=1800, interval=0.05 if counters else 0.2,
+                     what=f"{n} readings of case {case}")
             seconds = time.monotonic() - started
+            box = box_busy() - box0
             for p in pubs:
                 p.wait()
-        cpu1, rss = proc_stats(proc.pid)
-        lat = probe.latencies_ms()
+        cpu1 = [proc_stats(pid)[0] for pid in servers]
+        _, rss = proc_stats(proc.pid)
+        lat = prober.latencies_ms() if prober else []
     finally:
         proc.terminate()
         proc.wait(30)
-    return Result(case, count, round(seconds, 2), round(n / seconds), round((cpu1 - cpu0) / n * 1000, 4),
+    return Result(case, count, round(seconds, 2), round(n / seconds), round((cpu1[0] - cpu0[0]) / n * 1000, 4),
                   round(rss, 1), round(statistics.median(lat)) if lat else None,
-                  round(lat[int(len(lat) * 0.99) - 1]) if len(lat) > 1 else None)
+                  round(lat[int(len(lat) * 0.99) - 1]) if len(lat) > 1 else None,
+                  round(delivered, 2) if delivered is not None else None, round(cpu1[1] - cpu0[1], 2),
+                  round(cpu1[2] - cpu0[2], 2), round(box / seconds, 2))
+
+
+def ingest_counters(http_port: int) -> dict[str, float]:
+    """Ingest's /metrics; empty when it does not answer (the naive baseline has none)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2) as resp:
+            return parse_metrics(resp.read().decode())
+    except OSError:
+        return {}
+
+
+def box_busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -241,7 +296,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="yizhan-bench-") as tmp:
         work = Path(tmp)
-        broker = Mosquitto(work / "mosquitto", persistence=False).start()
+        broker = Mosquitto(work / "mosquitto", persistence=False, log_types=MOSQUITTO_DEFAULT_LOG).start()
         influxd = Influxd(work / "influxd").start()
         try:
             ingest = [sys.executable, "-m", "ingest"]
@@ -256,7 +311,7 @@ def main() -> None:
                         result = run_paced(topics, n, args.rate, broker, influxd, work)
                     case "naive":
                         result = run_case(case, naive, topics, n, broker, influxd, work,
-                                          ready_marker="naive ingest ready")
+                                          ready_marker="naive ingest ready", counters=False)
                     case _:
                         result = run_case(case, ingest, topics, n, broker, influxd, work, ready_marker="MQTT connected")
                 results.append(result)
@@ -265,11 +320,13 @@ def main() -> None:
             broker.stop()
             influxd.stop()
     print()
-    print(f"{'case':<10} {'readings':>9} {'seconds':>8} {'readings/s':>11} {'CPU s/1000':>11} {'peak RSS MB':>12} "
-          f"{'p50 ms':>7} {'p99 ms':>7}")
+    print(f"{'case':<13} {'readings':>9} {'seconds':>8} {'readings/s':>11} {'CPU s/1000':>11} "
+          f"{'peak RSS MB':>12} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'delivered s':>12} {'broker CPU s':>13} {'influxd CPU s':>14} {'cores busy':>11}")
     for r in results:
-        print(f"{r.case:<10} {r.readings:>9} {r.seconds:>8} {r.readings_per_s:>11} {r.cpu_s_per_1000:>11} "
-              f"{r.peak_rss_mb:>12} {r.latency_p50_ms!s:>7} {r.latency_p99_ms!s:>7}")
+        print(f"{r.case:<13} {r.readings:>9} {r.seconds:>8} {r.readings_per_s:>11} {r.cpu_s_per_1000:>11} "
+              f"{r.peak_rss_mb:>12} {r.latency_p50_ms!s:>7} {r.latency_p99_ms!s:>7} {r.delivered_s!s:>12} "
+              f"{r.broker_cpu_s!s:>13} {r.influxd_cpu_s!s:>14} {r.box_cores_busy!s:>11}")
     by_case = {r.case: r for r in results}
     if "single" in by_case and "naive" in by_case:
         print(f"\nsingle / naive: {by_case['single'].readings_per_s / by_case['naive'].readings_per_s:.1f}x")

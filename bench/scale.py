@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.ingest_throughput import feed, proc_stats, publishers, start_ingest, write_feed
 from simulator.synthetic import make_registry
 from telemetry import registry
-from tests.rig import ROOT, Influxd, Mosquitto, free_port, parse_metrics, wait_for
+from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, free_port, parse_metrics, wait_for
 
 _PROGRESS = re.compile(r"(\d+) connected \| readings ([\d,]+) produced, ([\d,]+) acked, ([\d,]+) buffered")
 
@@ -47,7 +47,7 @@ def ingest_env(broker: Mosquitto, influxd: Influxd, db: str, work: Path, client_
 
 
 def scale_ingest(n: int, processes: int, work: Path) -> dict[str, object]:
-    broker = Mosquitto(work / f"m-{processes}", persistence=False).start()
+    broker = Mosquitto(work / f"m-{processes}", log_types=MOSQUITTO_DEFAULT_LOG, persistence=False).start()
     influxd = Influxd(work / f"i-{processes}").start()
     db = f"scale{processes}"
     stations = [s.id for s in registry.load().reporting]
@@ -89,7 +89,8 @@ def _received(addr: str) -> float:
 def scale_agents(stations: int, minutes: float, per_process: int, work: Path) -> dict[str, object]:
     path = work / f"stations-{stations}.json"
     path.write_text(make_registry(stations, as_json=True))
-    broker = Mosquitto(work / f"am-{stations}", persistence=False, extra="max_connections -1\nsys_interval 5").start()
+    broker = Mosquitto(work / f"am-{stations}", log_types=MOSQUITTO_DEFAULT_LOG, persistence=False,
+                       extra="max_connections -1\nsys_interval 5").start()
     influxd = Influxd(work / f"ai-{stations}").start()
     db = f"agents{stations}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_", "INGEST_", "STATIONS"))}

@@ -47,7 +47,7 @@ import yaml
 
 from gateway.provision import load_secrets, provision
 from telemetry import registry
-from tests.rig import ROOT, GatewayProcess, Influxd, IngestProcess, Mosquitto, wait_for
+from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, GatewayProcess, Influxd, IngestProcess, Mosquitto, wait_for
 
 SYNTHETIC_PREFIX = "PL-KT-9"
 
@@ -127,8 +127,9 @@ class Soak:
         self.synthetic_ids = combined_registry(self.stations_file, args.synthetic_stations)
         self.auth = provision(registry.load(self.stations_file), work / "auth")
         self.passwords = load_secrets(self.auth.secrets)
-        self.broker = Mosquitto(work / "mosquitto", extra=f"password_file {self.auth.passwd}\n"
-                                f"acl_file {self.auth.acl}\nallow_anonymous false\n")
+        self.broker = Mosquitto(work / "mosquitto", log_types=MOSQUITTO_DEFAULT_LOG,
+                                extra=f"password_file {self.auth.passwd}\nacl_file {self.auth.acl}\n"
+                                "allow_anonymous false\n")
         self.influxd = Influxd(work / "influxd")
         self.timeline = Timeline()
         per_station = max(1, args.rate // args.synthetic_stations)

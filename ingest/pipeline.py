@@ -4,9 +4,12 @@ Every message is decoded as it arrives and its points (readings, status, rejects
 current batch with the message's acknowledgement token. A batch is sealed at ``batch_points``
 points or ``batch_seconds`` after its first message, then written to InfluxDB; if InfluxDB is
 down (or the spool still holds older batches, which keeps the order), it goes to the disk spool.
-Only then are its messages acknowledged. When the spool is full nothing is acknowledged, and
-with ``max_pending`` sealed batches waiting the subscriber stops reading, so memory stays bounded
-and the broker keeps what we have not taken.
+Only then are its messages acknowledged. Up to ``write_concurrency`` batches are written at once
+(InfluxDB takes writes on several connections in parallel, and a write's latency then does not
+stall the stream); acknowledgements still go out in the order the messages came, as MQTT requires.
+When the spool is full nothing is acknowledged, and with ``max_pending`` sealed batches waiting or
+being written the subscriber stops reading, so memory stays bounded and the broker keeps what we
+have not taken.
 
 Points are idempotent (one series and timestamp per reading), so a batch written twice, after a
 crash between write and acknowledgement or a replay after a partial write, is stored once.
@@ -53,19 +56,26 @@ class Pipeline:
         spool: where batches wait while ``writer`` is unavailable.
         batch_points, batch_seconds: a batch is written at this many points or this long after
             its first message, whichever comes first.
-        max_pending: sealed batches held in memory before the subscriber stops reading.
+        write_concurrency: batches written at the same time.
+        max_pending: sealed batches (waiting or being written) held in memory before the subscriber
+            stops reading; at least ``write_concurrency``.
     """
 
     def __init__(self, *, registry: Registry, writer: Writer, spool: Spool, metrics: Metrics,
                  stats: Stats | None = None, batch_points: int = 5000, batch_seconds: float = 1.0,
-                 max_pending: int = 4, clock: Callable[[], float] = time.time) -> None:
+                 write_concurrency: int = 2, max_pending: int = 4,
+                 clock: Callable[[], float] = time.time) -> None:
         self._decoder = Decoder(registry, clock=clock)
         self._writer, self._spool, self._metrics, self._stats = writer, spool, metrics, stats
         self._counts = metrics.counts
-        self._batch_points, self._batch_seconds, self._max_pending = batch_points, batch_seconds, max_pending
+        self._batch_points, self._batch_seconds = batch_points, batch_seconds
+        self._concurrency = write_concurrency
+        self._max_pending = max(max_pending, write_concurrency)
         self._clock = clock
         self._current = Batch()
         self._sealed: collections.deque[Batch] = collections.deque()
+        self._writing: collections.deque[tuple[Batch, asyncio.Task[None]]] = collections.deque()
+        self._drain_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
         self._subscriber: Subscriber | None = None
         self._retry_at = 0.0
@@ -79,7 +89,8 @@ class Pipeline:
 
     @property
     def pending_points(self) -> int:
-        return len(self._current.lines) + sum(len(b.lines) for b in self._sealed)
+        return (len(self._current.lines) + sum(len(b.lines) for b in self._sealed)
+                + sum(len(b.lines) for b, _ in self._writing))
 
     # --- receiving (synchronous, called by the subscriber for every PUBLISH) -----------------
 
@@ -142,26 +153,46 @@ class Pipeline:
         self._current = Batch()
         self._sealed.append(batch)
         self._wakeup.set()
-        if len(self._sealed) >= self._max_pending and self._subscriber and not self._subscriber.paused:
-            logger.debug("%d batches waiting: pausing MQTT reads", len(self._sealed))
+        held = len(self._sealed) + len(self._writing)
+        if held >= self._max_pending and self._subscriber and not self._subscriber.paused:
+            logger.debug("%d batches held: pausing MQTT reads", held)
             self._subscriber.pause()
 
     # --- persisting (the writer task) ----------------------------------------------------------
 
     async def run(self) -> None:
-        """Persist sealed batches in order, acknowledge them; seal on the timer; drain the spool."""
+        """Persist sealed batches, acknowledge them in order; seal on the timer; drain the spool."""
         while True:
-            if self._sealed:
-                await self._persist_first()
-                continue
+            self._acknowledge_written()
+            self._start_writes()
             await self._wait()
+
+    def _start_writes(self) -> None:
+        while self._sealed and len(self._writing) < self._concurrency:
+            batch = self._sealed.popleft()
+            task = asyncio.create_task(self._persist("\n".join(batch.lines).encode()), name="influx-write-batch")
+            task.add_done_callback(lambda _: self._wakeup.set())
+            self._writing.append((batch, task))
+
+    def _acknowledge_written(self) -> None:
+        """Acknowledge persisted batches from the oldest on, stopping at the first still being written."""
+        while self._writing and self._writing[0][1].done():
+            batch, task = self._writing.popleft()
+            task.result()  # a bug in persisting stops the service rather than dropping a batch
+            self._acknowledge(batch)
+
+    def _acknowledge(self, batch: Batch) -> None:
+        if self._subscriber:
+            self._subscriber.ack(batch.tokens)
+            if self._subscriber.paused and len(self._sealed) + len(self._writing) < self._max_pending:
+                self._subscriber.resume()
 
     async def _wait(self) -> None:
         now = time.monotonic()
         deadlines = []
         if self._current.lines or self._current.tokens:
             deadlines.append(self._current.started + self._batch_seconds)
-        if len(self._spool):
+        if len(self._spool) and not self._writing:
             deadlines.append(max(self._retry_at, now))
         try:
             async with asyncio.timeout(min(deadlines) - now if deadlines else None):
@@ -172,23 +203,17 @@ class Pipeline:
         if (self._current.lines or self._current.tokens) and \
                 time.monotonic() >= self._current.started + self._batch_seconds:
             self._seal()
-        elif not self._sealed and len(self._spool) and time.monotonic() >= self._retry_at:
+        elif not self._sealed and not self._writing and len(self._spool) and time.monotonic() >= self._retry_at:
             await self._drain()
-
-    async def _persist_first(self) -> None:
-        batch = self._sealed[0]
-        await self._persist("\n".join(batch.lines).encode())
-        self._sealed.popleft()
-        if self._subscriber:
-            self._subscriber.ack(batch.tokens)
-            if self._subscriber.paused and len(self._sealed) < self._max_pending:
-                self._subscriber.resume()
 
     async def flush(self) -> None:
         """Seal and persist everything received so far, and acknowledge it (for shutdown)."""
         self._seal()
-        while self._sealed:
-            await self._persist_first()
+        while self._sealed or self._writing:
+            self._start_writes()
+            batch, task = self._writing.popleft()
+            await task
+            self._acknowledge(batch)
 
     async def _persist(self, body: bytes) -> None:
         if not body:
@@ -221,6 +246,10 @@ class Pipeline:
             return True
         if time.monotonic() < self._retry_at:
             return False
+        async with self._drain_lock:  # one replay at a time: concurrent writes all come here first
+            return await self._drain_locked()
+
+    async def _drain_locked(self) -> bool:
         while (body := self._spool.oldest()) is not None:
             try:
                 await self._write(body)

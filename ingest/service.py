@@ -31,7 +31,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
                          bucket=settings.influx_bucket, ca_file=settings.influx_ca_file)
     stats = Stats(instance=settings.mqtt_client_id, metrics=metrics)
     pipeline = Pipeline(registry=registry, writer=writer, spool=spool, metrics=metrics, stats=stats,
-                        batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds)
+                        batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds,
+                        write_concurrency=settings.ingest_write_concurrency,
+                        max_pending=settings.ingest_write_concurrency + 2)
     mqtt = settings.mqtt
     subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
                             topic_filter=settings.topic_filter, on_message=pipeline.on_message,

@@ -93,11 +93,20 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: flo
             proc.wait()
 
 
-class Mosquitto:
-    """A ``mosquitto`` process with its own config, port and persistence directory."""
+MOSQUITTO_DEFAULT_LOG = ("error", "warning", "notice", "information")
+"""What Mosquitto logs when its config names no ``log_type`` (the shipped config): benchmarks use it."""
 
-    def __init__(self, directory: Path, *, extra: str = "", persistence: bool = True) -> None:
+
+class Mosquitto:
+    """A ``mosquitto`` process with its own config, port and persistence directory.
+
+    Tests log every packet (``log_types`` "all", which they read); benchmarks log what production does.
+    """
+
+    def __init__(self, directory: Path, *, extra: str = "", persistence: bool = True,
+                 log_types: tuple[str, ...] = ("all",)) -> None:
         self.dir = directory
+        self.log_types = log_types
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.extra = extra
@@ -114,7 +123,7 @@ class Mosquitto:
                    and ln.split()[0] != "persistence"]
         own = [f"listener {self.port} 127.0.0.1", f"persistence {'true' if self.persistence else 'false'}",
                f"persistence_location {self.dir}/", f"log_dest file {self.dir}/mosquitto.log",
-               "log_type all"]
+               *(f"log_type {t}" for t in self.log_types)]
         if os.geteuid() == 0:
             own.append("user root")
         if "allow_anonymous" not in self.extra:

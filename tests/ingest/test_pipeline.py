@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ingest.exceptions import InfluxUnavailableError
 from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
 from ingest.spool import Spool
@@ -72,3 +74,102 @@ async def test_pipeline_turns_an_unexpected_error_into_a_reject(tmp_path: Path, 
     assert body.startswith(b'ingest_rejects,reason=schema station="",topic="stations/v1/PL-KT-001/occupancy",'
                            b"detail=\"internal error: RuntimeError('boom')\"")
     assert "cannot process a message" in caplog.text
+
+
+class RecordingSubscriber:
+    def __init__(self) -> None:
+        self.acks: list[list[AckToken]] = []
+        self.paused = False
+
+    def ack(self, tokens: list[AckToken]) -> int:
+        self.acks.append(list(tokens))
+        return len(tokens)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+
+class GatedWriter(RecordingWriter):
+    """Each write waits until the test opens its gate (by the seq in the body); the first ``fail`` writes fail."""
+
+    def __init__(self, fail: int = 0) -> None:
+        super().__init__()
+        self.gates: dict[int, asyncio.Event] = {}
+        self.started: list[int] = []
+        self.fail = fail
+
+    async def write(self, body: bytes) -> None:
+        seq = int(body.split(b"seq=")[1].split(b"i")[0])
+        self.started.append(seq)
+        await self.gates.setdefault(seq, asyncio.Event()).wait()
+        if self.fail:
+            self.fail -= 1
+            raise InfluxUnavailableError("down")
+        self.bodies.append(body)
+
+
+async def wait_until(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not check():
+            await asyncio.sleep(0.005)
+
+
+async def test_concurrent_writes_are_acknowledged_in_message_order(tmp_path: Path) -> None:
+    writer = GatedWriter()
+    subscriber = RecordingSubscriber()
+    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=Spool(directory=tmp_path, max_bytes=10**6),
+                        metrics=Metrics(), clock=lambda: NOW, batch_points=1, write_concurrency=2, max_pending=3)
+    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    task = asyncio.create_task(pipeline.run())
+    try:
+        for seq in (1, 2, 3):
+            pipeline.on_message(*occupancy(seq))
+        await wait_until(lambda: writer.started == [1, 2])  # two at once, the third waits
+        assert subscriber.paused  # three batches held
+        writer.gates[2].set()
+        await wait_until(lambda: len(writer.bodies) == 1)
+        await asyncio.sleep(0.02)
+        assert subscriber.acks == []  # 2 is written, but 1 is not: nothing may be acknowledged yet
+        writer.gates[1].set()
+        await wait_until(lambda: writer.started == [1, 2, 3])
+        assert subscriber.acks == [[(1, 1)], [(1, 2)]]
+        assert not subscriber.paused
+        writer.gates[3].set()
+        await wait_until(lambda: len(subscriber.acks) == 3)
+    finally:
+        task.cancel()
+    assert subscriber.acks == [[(1, 1)], [(1, 2)], [(1, 3)]]
+    assert pipeline.pending_points == 0
+
+
+async def test_concurrent_failed_writes_are_spooled_and_replayed_once(tmp_path: Path) -> None:
+    writer = GatedWriter(fail=2)
+    subscriber = RecordingSubscriber()
+    spool = Spool(directory=tmp_path, max_bytes=10**6)
+    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=spool, metrics=Metrics(),
+                        clock=lambda: NOW, batch_points=1, write_concurrency=2)
+    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    for seq in (1, 2):
+        writer.gates[seq] = asyncio.Event()
+    task = asyncio.create_task(pipeline.run())
+    try:
+        pipeline.on_message(*occupancy(1))
+        pipeline.on_message(*occupancy(2))
+        await wait_until(lambda: writer.started == [1, 2])
+        writer.gates[1].set()
+        writer.gates[2].set()  # both fail: both batches go to the spool, then are acknowledged
+        await wait_until(lambda: len(subscriber.acks) == 2)
+        assert len(spool) == 2
+        writer.gates[3] = asyncio.Event()
+        writer.gates[3].set()
+        pipeline.on_message(*occupancy(3))  # spooled behind them while InfluxDB is still deemed down
+        await wait_until(lambda: len(subscriber.acks) == 3)
+        await wait_until(lambda: len(writer.bodies) == 3)  # the replay after the retry delay
+    finally:
+        task.cancel()
+    assert [int(b.split(b"seq=")[1].split(b"i")[0]) for b in writer.bodies] == [1, 2, 3]
+    assert len(spool) == 0
+    assert subscriber.acks == [[(1, 1)], [(1, 2)], [(1, 3)]]
