@@ -103,10 +103,17 @@ class Pipeline:
             batch.started = time.monotonic()
         try:
             decoded = self._decoder.decode(topic, payload)
-            points = self._encode(decoded, now_ms)
+            station, readings = decoded.station, decoded.readings
+            if station is not None and len(readings) == 1 and decoded.status is None:  # the common message
+                reading = readings[0]
+                points = [lineprotocol.reading(station, reading)]
+                if self._stats is not None:
+                    self._stats.reading(station, reading.ts, now_ms)
+            else:
+                points = self._encode(decoded, now_ms)
+                if self._stats is not None and readings and station is not None:
+                    self._stats.readings(station, [r.ts for r in readings], now_ms)
             rejects = decoded.rejects
-            if self._stats is not None and decoded.readings and decoded.station is not None:
-                self._stats.readings(decoded.station, [r.ts for r in decoded.readings], now_ms)
         except Exception as exc:  # a bug must not turn one message into a redelivery loop
             logger.exception("cannot process a message on %s", topic)
             points, rejects = [], [Reject(RejectReason.SCHEMA, "", clip(topic), clip(f"internal error: {exc!r}"))]

@@ -65,14 +65,35 @@ class Stats:
             self._lags.extend(arrival_ms - ts for ts in ts_list[offset::stride])
             self._skip = (offset - len(ts_list)) % stride
         if len(self._lags) >= _SAMPLE:
-            self._lags = self._lags[::2]
-            self._stride *= 2
-        newest = arrival_ms - max(ts_list)
+            self._thin()
+        self._station_lag(station, arrival_ms - max(ts_list))
+
+    def reading(self, station: Station, ts: int, arrival_ms: int) -> None:
+        """:meth:`readings` for a message of one reading (the common message: its own short way)."""
+        self._readings += 1
+        lag = arrival_ms - ts
+        offset = self._skip
+        if offset == 0:
+            self._lags.append(lag)
+        if self._stride > 1:
+            self._skip = (offset - 1) % self._stride
+        if len(self._lags) >= _SAMPLE:
+            self._thin()
+        self._station_lag(station, lag)
+
+    def _thin(self) -> None:
+        self._lags = self._lags[::2]
+        self._stride *= 2
+
+    def _station_lag(self, station: Station, newest: int) -> None:
         entry = self._stations.get(station.id)
         if entry is None:
             entry = self._stations[station.id] = _StationLag(station.district, newest, newest)
         entry.count += 1
-        entry.low, entry.high = min(entry.low, newest), max(entry.high, newest)
+        if newest < entry.low:
+            entry.low = newest
+        elif newest > entry.high:
+            entry.high = newest
         if len(entry.lags) < _STATION_SAMPLE:  # the median from a sample; min and max from every message
             entry.lags.append(newest)
 

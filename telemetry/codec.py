@@ -130,18 +130,26 @@ class Decoder:
         self._reporting = {s.id: s for s in registry.reporting}
         self._clock = clock
         self._fast = fast
+        # reading topics of reporting stations, checked once: bounded by the registry (3 per station)
+        self._routes: dict[str, tuple[Station, Kind]] = {}
 
     def decode(self, topic: str, payload: bytes) -> Decoded:
         out = Decoded()
-        station_id, kind_text = self._split(topic, out)
-        if station_id is None:
-            return out
-        reject = self._check_topic(station_id, kind_text, out)
-        if reject:
-            out.rejects.append(Reject(reject[0], clip(station_id), clip(topic), reject[1]))
-            return out
-        if out.kind is Kind.CONFIG:  # cloud -> device; not ours to store
-            return out
+        route = self._routes.get(topic)
+        if route is not None:
+            out.station, out.kind = route
+        else:
+            station_id, kind_text = self._split(topic, out)
+            if station_id is None:
+                return out
+            reject = self._check_topic(station_id, kind_text, out)
+            if reject:
+                out.rejects.append(Reject(reject[0], clip(station_id), clip(topic), reject[1]))
+                return out
+            if out.kind is Kind.CONFIG:  # cloud -> device; not ours to store
+                return out
+            if out.kind in _READING_MODELS and station_id in self._reporting:
+                self._routes[topic] = (self._reporting[station_id], out.kind)
         if len(payload) > MAX_PAYLOAD_BYTES:
             self._reject(out, topic, RejectReason.TOO_LARGE,
                          f"payload is {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}")
@@ -231,12 +239,20 @@ class Decoder:
             value = _JSON_ADAPTERS[out.kind].validate_json(payload)
         except ValidationError:
             return False
-        batch = isinstance(value, list)
-        items: list[Reading] = value if isinstance(value, list) else [value]
-        keys = len(items[0].model_fields_set) if len(items) == 1 else sum(len(r.model_fields_set) for r in items)
-        if not 1 <= len(items) <= MAX_BATCH or payload.count(b'":') != keys:
+        if not isinstance(value, list):  # one reading: the common message, so its own short way
+            if payload.count(b'":') != len(value.model_fields_set):
+                return False
+            now_ms = int(self._clock() * 1000)
+            if now_ms - MAX_AGE_MS <= value.ts <= now_ms + MAX_FUTURE_MS and (
+                    out.kind is Kind.OCCUPANCY or self._registry_problem(value, out) is None):
+                out.readings.append(value)
+            else:
+                self._check_readings([(0, value)], False, topic, out)
+            return True
+        keys = sum(len(r.model_fields_set) for r in value)
+        if not 1 <= len(value) <= MAX_BATCH or payload.count(b'":') != keys:
             return False
-        self._check_readings(list(enumerate(items)), batch, topic, out)
+        self._check_readings(list(enumerate(value)), True, topic, out)
         return True
 
     def _check_readings(self, valid: list[tuple[int, Reading]], batch: bool, topic: str, out: Decoded) -> None:
