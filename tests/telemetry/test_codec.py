@@ -201,7 +201,9 @@ def test_codec_fast_path_decides_exactly_as_the_reference_path(data: st.DataObje
     (b'[{"ts": 1795000000000, "seq": 1, "people": 2}, {"ts": 1795000000001, "seq": 2, "people": 3}]', True),
     (b'{"ts":1795000000000,"seq":1,"people":2,"people":3}', False),  # duplicate key: the reference path rejects
     (b'{"ts":1795000000000,"seq":1,"people":"2"}', False),  # invalid: the reference path gives the reason
-    (b'{"ts" :1795000000000,"seq":1,"people":2}', False),  # whitespace after a quote: keys not countable
+    (b'{"ts" :1795000000000,"seq":1,"people":2}', True),
+    (b'{"ts":1795000000000,"seq":1,"people":2,"people" : 3}', False),  # a duplicate, however spaced
+    (b'{"ts":1795000000000,"seq":1,"peo\\u0070le":2,"people":3}', False),  # escaped: the reference path
 ])
 def test_codec_fast_path_decides_the_common_forms_only(payload: bytes, decided: bool) -> None:
     out = Decoded(station=REG.get(S), kind=Kind.OCCUPANCY)
