@@ -43,6 +43,9 @@ def _series(measurement: str, station: Station, extra: str = "") -> str:
 def reading(station: Station, r: Reading) -> str:
     """One reading as one line; every telemetry point carries its ``seq``."""
     match r:
+        case Occupancy() if r.entries is not None and r.exits is not None:  # the common form, in one go
+            return (f"{_series('occupancy', station)} people={r.people}i,capacity={station.capacity}i,"
+                    f"entries={r.entries}i,exits={r.exits}i,seq={r.seq}i {r.ts}")
         case Occupancy():
             fields = f"people={r.people}i,capacity={station.capacity}i"
             if r.entries is not None:

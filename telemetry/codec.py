@@ -49,9 +49,11 @@ _READING_MODELS: dict[Kind, type[Occupancy | Charger | Temperature]] = {
 _BATCH_ADAPTERS: dict[Kind, TypeAdapter[list[Reading]]] = {
     kind: TypeAdapter(list[model]) for kind, model in _READING_MODELS.items()  # type: ignore[valid-type]
 }
-# The fast path: bytes to models in one pass of pydantic-core (UTF-8, JSON and validation in Rust).
-_JSON_ADAPTERS: dict[Kind, TypeAdapter[Reading | list[Reading]]] = {
-    kind: TypeAdapter(model | list[model]) for kind, model in _READING_MODELS.items()  # type: ignore[valid-type,arg-type]
+# The fast path: bytes to models in one pass of pydantic-core (UTF-8, JSON and validation in Rust),
+# called on the core validator itself (TypeAdapter.validate_json adds 0.2 µs a call).
+_JSON_VALIDATORS: dict[Kind, Callable[[bytes], Any]] = {
+    kind: TypeAdapter(model | list[model]).validator.validate_json  # type: ignore[valid-type,arg-type]
+    for kind, model in _READING_MODELS.items()
 }
 _KINDS = {kind.value: kind for kind in Kind}
 
@@ -247,7 +249,7 @@ class Decoder:
         kind = out.kind
         assert kind is not None  # noqa: S101 - set by _check_topic
         try:
-            value = _JSON_ADAPTERS[kind].validate_json(payload)
+            value: Reading | list[Reading] = _JSON_VALIDATORS[kind](payload)
         except ValidationError:
             return False
         if not isinstance(value, list):  # one reading: the common message, so its own short way
