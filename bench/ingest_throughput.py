@@ -12,6 +12,8 @@ station topic, in chunks below 65,535 lines), and waits until every reading is q
   message to ``/write`` as it arrives), the baseline;
 - ``mosquitto_sub``: the single feed delivered to Mosquitto's own C client (``mosquitto_sub -q 1``,
   persistent session, output to /dev/null): the broker's delivery ceiling for this feed and publisher;
+- ``mosquitto_sub_queued`` and ``single_queued``: the same two with the feed published while the
+  subscriber is away, then drained: the delivery rate without the publishers on the same cores;
 - ``paced``: single readings at a fixed ``--rate`` (default 10,000/s) for ``--paced-seconds``, from
   ``bench/paced_publisher.py``: the publish-to-queryable latency at that rate.
 
@@ -32,6 +34,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -181,18 +184,32 @@ def run_paced(topics: dict[str, list[str]], n: int, rate: float, broker: Mosquit
                       ready_marker="MQTT connected", publisher=publisher, probe=True)
 
 
-def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, work: Path) -> Result:
-    """The delivery ceiling: Mosquitto's C subscriber, persistent session, QoS 1, to /dev/null."""
+def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, work: Path, *,
+                      queued: bool = False) -> Result:
+    """The delivery ceiling: Mosquitto's C subscriber, persistent session, QoS 1, to /dev/null.
+
+    ``queued``: the feed is published while the subscriber is away and then drained, so the
+    publishers do not share the machine with the delivery being measured.
+    """
     files = write_feed(topics, work / f"sub-{uuid.uuid4().hex[:6]}")
-    base = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i",
-            f"sub-{uuid.uuid4().hex[:6]}", "-t", "stations/v1/+/+"]
+    client_id = f"sub-{uuid.uuid4().hex[:6]}"
+    base = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-c", "-i", client_id,
+            "-t", "stations/v1/+/+"]
     subprocess.run([*base, "-E"], check=True, timeout=30)  # create the session and its subscription
     assert broker.proc is not None  # noqa: S101 - started
+    pubs = []
+    sub = subprocess.Popen([*base, "-C", str(n)], stdout=subprocess.DEVNULL)
+    if queued:
+        connected = broker.dir / "mosquitto.log"
+        wait_for(lambda: connected.read_text().count(f" as {client_id} ") >= 2, what="mosquitto_sub connected")
+        publish_while_stopped(sub, broker, files)
     broker0, _ = proc_stats(broker.proc.pid)
     box0 = box_busy()
     started = time.monotonic()
-    sub = subprocess.Popen([*base, "-C", str(n)], stdout=subprocess.DEVNULL)
-    pubs = publishers(broker, files)
+    if queued:
+        sub.send_signal(signal.SIGCONT)
+    else:
+        pubs = publishers(broker, files)
     _, status, usage = os.wait4(sub.pid, 0)
     seconds = time.monotonic() - started
     box = box_busy() - box0
@@ -200,19 +217,29 @@ def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, w
     for p in pubs:
         p.wait()
     cpu = usage.ru_utime + usage.ru_stime
-    return Result("mosquitto_sub", n, round(seconds, 2), round(n / seconds), round(cpu / n * 1000, 4),
-                  round(usage.ru_maxrss / 1024, 1), None, None, round(seconds, 2),
+    return Result("mosquitto_sub" + ("_queued" if queued else ""), n, round(seconds, 2), round(n / seconds),
+                  round(cpu / n * 1000, 4), round(usage.ru_maxrss / 1024, 1), None, None, round(seconds, 2),
                   round(proc_stats(broker.proc.pid)[0] - broker0, 2), None, round(box / seconds, 2))
+
+
+def publish_while_stopped(subscriber: subprocess.Popen[bytes], broker: Mosquitto,
+                          files: list[tuple[str, Path]]) -> None:
+    """SIGSTOP the subscriber (its connection stays), publish the whole feed; the caller sends SIGCONT."""
+    subscriber.send_signal(signal.SIGSTOP)
+    for p in publishers(broker, files):
+        p.wait()
 
 
 def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, broker: Mosquitto,
              influxd: Influxd, work: Path, *, ready_marker: str, publisher: list[str] | None = None,
-             probe: bool = False, counters: bool = True) -> Result:
+             probe: bool = False, counters: bool = True, queued: bool = False) -> Result:
     """One ingest process against the feed; readings/s is first publish to the last reading queryable.
 
     Completion is watched through ingest's own counters (cheap) and confirmed by counting the rows in
     InfluxDB; the naive baseline has no counters, so its rows are counted every 0.2 s. Probe readings
     (latency) only when ``probe``: their queries every 50 ms cost the box CPU that throughput needs.
+    ``queued``: ingest is stopped (SIGSTOP, still connected) while the feed is published, and the
+    time runs from its SIGCONT to the last reading queryable.
     """
     db = f"bench_{case}_{uuid.uuid4().hex[:6]}"
     http_port = free_port()
@@ -223,19 +250,25 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
     files = write_feed(topics, work / db)
     proc = start_ingest(cmd, env, log)
     messages = n if "batch" not in case else -(-n // 100)
+    pubs: list[subprocess.Popen[bytes]] = []
     try:
         wait_for(lambda: ready_marker in log.read_text() or proc.poll() is not None, timeout=60,
                  what=f"{case} ingest ready")
         influxd.query(f'CREATE DATABASE "{db}"')
+        if queued:
+            publish_while_stopped(proc, broker, files)
         assert broker.proc is not None  # noqa: S101 - started
         assert influxd.proc is not None  # noqa: S101 - started
         servers = (proc.pid, broker.proc.pid, influxd.proc.pid)
         cpu0 = [proc_stats(pid)[0] for pid in servers]
         box0 = box_busy()
         started = time.monotonic()
+        if queued:
+            proc.send_signal(signal.SIGCONT)
         delivered: float | None = None
         with Probe(broker, influxd, db) if probe else contextlib.nullcontext() as prober:
-            pubs = [subprocess.Popen(publisher, cwd=ROOT)] if publisher else publishers(broker, files)
+            if not queued:
+                pubs = [subprocess.Popen(publisher, cwd=ROOT)] if publisher else publishers(broker, files)
             count = 0
 
             def all_written() -> bool:
@@ -287,7 +320,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200_000, help="readings per case")
     parser.add_argument("--stations", type=int, default=45, help="station topics the feed is spread over")
     parser.add_argument("--baseline-n", type=int, default=None, help="readings for the naive case (default --n)")
-    parser.add_argument("--cases", default="mosquitto_sub,single,batch100,naive,paced")
+    parser.add_argument("--cases",
+                        default="mosquitto_sub,single,mosquitto_sub_queued,single_queued,batch100,naive,paced")
     parser.add_argument("--rate", type=float, default=10_000, help="readings/s of the paced case")
     parser.add_argument("--paced-seconds", type=float, default=30, help="length of the paced case")
     args = parser.parse_args()
@@ -303,17 +337,18 @@ def main() -> None:
             naive = [sys.executable, str(ROOT / "bench" / "naive_ingest.py")]
             for case in args.cases.split(","):
                 n = {"naive": args.baseline_n or args.n, "paced": int(args.rate * args.paced_seconds)}.get(case, args.n)
-                topics = feed(stations, n, 100 if case == "batch100" else 1, t0_ms)
+                topics = feed(stations, n, 100 if case.startswith("batch100") else 1, t0_ms)
                 match case:
-                    case "mosquitto_sub":
-                        result = run_mosquitto_sub(topics, n, broker, work)
+                    case "mosquitto_sub" | "mosquitto_sub_queued":
+                        result = run_mosquitto_sub(topics, n, broker, work, queued=case.endswith("_queued"))
                     case "paced":
                         result = run_paced(topics, n, args.rate, broker, influxd, work)
                     case "naive":
                         result = run_case(case, naive, topics, n, broker, influxd, work,
                                           ready_marker="naive ingest ready", counters=False)
                     case _:
-                        result = run_case(case, ingest, topics, n, broker, influxd, work, ready_marker="MQTT connected")
+                        result = run_case(case, ingest, topics, n, broker, influxd, work, ready_marker="MQTT connected",
+                                          queued=case.endswith("_queued"))
                 results.append(result)
                 print(json.dumps(asdict(result)), flush=True)
         finally:
@@ -330,9 +365,12 @@ def main() -> None:
     by_case = {r.case: r for r in results}
     if "single" in by_case and "naive" in by_case:
         print(f"\nsingle / naive: {by_case['single'].readings_per_s / by_case['naive'].readings_per_s:.1f}x")
-    if "single" in by_case and "mosquitto_sub" in by_case:
-        ratio = by_case["single"].readings_per_s / by_case["mosquitto_sub"].readings_per_s
-        print(f"single / mosquitto_sub: {ratio:.2f}x")
+    for suffix in ("", "_queued"):
+        single, sub = by_case.get("single" + suffix), by_case.get("mosquitto_sub" + suffix)
+        if single and sub:
+            ratio = single.readings_per_s / sub.readings_per_s
+            print(f"single{suffix} / mosquitto_sub{suffix}: {ratio:.2f}x (queryable); "
+                  f"{sub.seconds / (single.delivered_s or single.seconds):.2f}x (delivered)")
 
 
 if __name__ == "__main__":
