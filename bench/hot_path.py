@@ -1,0 +1,85 @@
+"""Ingest's hot path without the network: ``Pipeline.on_message`` over the benchmark's feed.
+
+    .venv/bin/python -m bench.hot_path [--n 200000] [--profile]
+
+Decodes, validates, encodes and batches N readings (one per message, then 100 per message) in
+this process, with statistics on and a writer that is never called (batches do not seal), and
+prints the best of three passes in µs per message and per reading. ``--profile`` adds a cProfile
+table of one pass. What it leaves out (socket reads, the event loop, the MQTT parser, the writes)
+is what ``bench/ingest_throughput.py`` adds on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+from bench.ingest_throughput import PROBE_STATION, feed
+from ingest.metrics import Metrics
+from ingest.pipeline import Pipeline
+from ingest.spool import Spool
+from ingest.stats import Stats
+from telemetry import registry
+
+
+class _NeverWriter:
+    async def write(self, body: bytes) -> None:
+        raise AssertionError(f"the hot-path bench never seals a batch ({len(body)} bytes)")
+
+    async def ready(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        pass
+
+
+def messages(n: int, per_message: int) -> list[tuple[str, bytes]]:
+    """The feed of ``bench.ingest_throughput``, interleaved by station as publishers interleave it."""
+    stations = [s.id for s in registry.load().reporting if s.id != PROBE_STATION][:45]
+    topics = feed(stations, n, per_message, int(time.time() * 1000) - 3_600_000)
+    longest = max(len(lines) for lines in topics.values())
+    return [(topic, lines[i].encode()) for i in range(longest) for topic, lines in topics.items() if i < len(lines)]
+
+
+async def measure(n: int, per_message: int, profile: bool) -> None:
+    msgs = messages(n, per_message)
+    reg = registry.load()
+    with tempfile.TemporaryDirectory(prefix="yizhan-hot-path-") as tmp:
+
+        def one_pass() -> float:
+            metrics = Metrics()
+            pipeline = Pipeline(registry=reg, writer=_NeverWriter(), spool=Spool(directory=Path(tmp), max_bytes=1),
+                                metrics=metrics, stats=Stats(instance="bench", metrics=metrics), batch_points=10**9)
+            on_message = pipeline.on_message
+            started = time.perf_counter()
+            for i, (topic, payload) in enumerate(msgs):
+                on_message(topic, payload, (1, i & 0xFFFF))
+            took = time.perf_counter() - started
+            assert pipeline.pending_points == n, "every reading became one point"  # noqa: S101 - self-check
+            return took
+
+        best = min(one_pass() for _ in range(3))
+        print(f"{per_message:>3} reading(s) per message: {best / len(msgs) * 1e6:8.2f} µs per message, "
+              f"{best / n * 1e6:6.2f} µs per reading")
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(one_pass)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200_000, help="readings")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile table of one pass")
+    args = parser.parse_args()
+    for per_message in (1, 100):
+        asyncio.run(measure(args.n, per_message, args.profile))
+
+
+if __name__ == "__main__":
+    main()
