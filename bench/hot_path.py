@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.hot_path [--n 200000] [--profile]
 
-Decodes, validates, encodes and batches N readings (one per message, then 100 per message) in
+Decodes, validates, encodes and batches N readings (one per message, then 100 per message;
+handed over one message at a time, then as the subscriber does, all the messages of a read) in
 this process, with statistics on and a writer that is never called (batches do not seal), and
 prints the best of three passes in µs per message and per reading. ``--profile`` adds a cProfile
 table of one pass. What it leaves out (socket reads, the event loop, the MQTT parser, the writes)
@@ -46,7 +47,7 @@ def messages(n: int, per_message: int) -> list[tuple[str, bytes]]:
     return [(topic, lines[i].encode()) for i in range(longest) for topic, lines in topics.items() if i < len(lines)]
 
 
-async def measure(n: int, per_message: int, profile: bool) -> None:
+async def measure(n: int, per_message: int, per_read: int, profile: bool) -> None:
     msgs = messages(n, per_message)
     reg = registry.load()
     with tempfile.TemporaryDirectory(prefix="yizhan-hot-path-") as tmp:
@@ -55,16 +56,20 @@ async def measure(n: int, per_message: int, profile: bool) -> None:
             metrics = Metrics()
             pipeline = Pipeline(registry=reg, writer=_NeverWriter(), spool=Spool(directory=Path(tmp), max_bytes=1),
                                 metrics=metrics, stats=Stats(instance="bench", metrics=metrics), batch_points=10**9)
-            on_message = pipeline.on_message
+            on_messages = pipeline.on_messages
+            reads = [[(topic, payload, (1, (j + i) & 0xFFFF))
+                      for i, (topic, payload) in enumerate(msgs[j:j + per_read])]
+                     for j in range(0, len(msgs), per_read)]
             started = time.perf_counter()
-            for i, (topic, payload) in enumerate(msgs):
-                on_message(topic, payload, (1, i & 0xFFFF))
+            for read in reads:
+                on_messages(read)
             took = time.perf_counter() - started
             assert pipeline.pending_points == n, "every reading became one point"  # noqa: S101 - self-check
             return took
 
         best = min(one_pass() for _ in range(3))
-        print(f"{per_message:>3} reading(s) per message: {best / len(msgs) * 1e6:8.2f} µs per message, "
+        print(f"{per_message:>3} reading(s) per message, {per_read} messages per read: "
+              f"{best / len(msgs) * 1e6:8.2f} µs per message, "
               f"{best / n * 1e6:6.2f} µs per reading")
         if profile:
             profiler = cProfile.Profile()
@@ -75,10 +80,12 @@ async def measure(n: int, per_message: int, profile: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=200_000, help="readings")
+    parser.add_argument("--per-read", default="1,50", help="messages handed over per socket read (list)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile table of one pass")
     args = parser.parse_args()
-    for per_message in (1, 100):
-        asyncio.run(measure(args.n, per_message, args.profile))
+    for per_read in map(int, args.per_read.split(",")):
+        for per_message in (1, 100):
+            asyncio.run(measure(args.n, per_message, per_read, args.profile))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
                         max_pending=settings.ingest_write_concurrency + 2)
     mqtt = settings.mqtt
     subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
-                            topic_filter=settings.topic_filter, on_message=pipeline.on_message,
+                            topic_filter=settings.topic_filter, on_messages=pipeline.on_messages,
                             username=mqtt.username, password=mqtt.password, tls=settings.mqtt_tls_context())
     subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
     pipeline.attach(subscriber)

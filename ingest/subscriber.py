@@ -19,7 +19,7 @@ import random
 import ssl
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from ingest.exceptions import ConnectRefusedError, MqttError, MqttProtocolError, SubscribeRefusedError
@@ -40,8 +40,10 @@ _SMALL_READ: Final = 32 * 1024
 _COALESCE_SECONDS: Final = 0.002
 
 
-OnMessage = Callable[[str, bytes, AckToken | None], None]
-"""Called for every PUBLISH, in order: topic, payload, and the token to acknowledge (None for QoS 0)."""
+Message = tuple[str, bytes, AckToken | None]
+"""A PUBLISH: topic, payload, and the token to acknowledge (None for QoS 0)."""
+OnMessages = Callable[[Sequence[Message]], None]
+"""Called with the PUBLISH packets of each read, in order (one call per read: decoding can batch)."""
 
 
 def _varint(n: int) -> bytes:
@@ -136,7 +138,15 @@ class _Protocol(asyncio.Protocol):
 
     def _parse(self, data: bytes) -> int:
         """Handle every complete packet in ``data``; return where the incomplete rest begins."""
-        on_message, connection = self._owner.on_message, self._connection
+        messages: list[Message] = []
+        try:
+            return self._parse_into(data, messages)
+        finally:  # what was parsed before a protocol error is still handed over (it is not acknowledged)
+            if messages:
+                self._owner.on_messages(messages)
+
+    def _parse_into(self, data: bytes, messages: list[Message]) -> int:
+        add, connection = messages.append, self._connection
         i, end = 0, len(data)
         while end - i >= 2:
             j, length, mult = i + 1, 0, 1
@@ -161,9 +171,9 @@ class _Protocol(asyncio.Protocol):
                 k = j + 2 + ((data[j] << 8) | data[j + 1])
                 topic = data[j + 2:k].decode("utf-8", "replace")
                 if first & 0x06:
-                    on_message(topic, data[k + 2:stop], (connection, (data[k] << 8) | data[k + 1]))
+                    add((topic, data[k + 2:stop], (connection, (data[k] << 8) | data[k + 1])))
                 else:
-                    on_message(topic, data[k:stop], None)
+                    add((topic, data[k:stop], None))
             else:
                 self._control(first, data, j, stop)
             i = stop
@@ -192,15 +202,16 @@ class Subscriber:
         client_id: the session's identity; the broker keeps its subscription and unacknowledged
             messages while it is away.
         topic_filter: what to subscribe to, at QoS 1.
-        on_message: called synchronously for every PUBLISH, in order (see :data:`OnMessage`).
+        on_messages: called synchronously with the PUBLISH packets of every read, in order (see
+            :data:`OnMessages`).
         tls: a TLS context for ``mqtts://``, or None.
     """
 
     def __init__(self, *, host: str, port: int, client_id: str, topic_filter: str,
-                 on_message: OnMessage, username: str | None = None,
+                 on_messages: OnMessages, username: str | None = None,
                  password: str | None = None, tls: ssl.SSLContext | None = None,
                  keepalive: int = 30, connect_timeout: float = 10.0, backoff_max: float = 30.0) -> None:
-        self.on_message = on_message
+        self.on_messages = on_messages
         self._host, self._port, self._tls = host, port, tls
         self._client_id, self._topic_filter = client_id, topic_filter
         self._username, self._password = username, password

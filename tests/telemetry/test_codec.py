@@ -196,6 +196,53 @@ def test_codec_fast_path_decides_exactly_as_the_reference_path(data: st.DataObje
     assert (fast.readings, fast.rejects) == (slow.readings, slow.rejects)
 
 
+# Messages that are not one JSON object each, made so that joined with their neighbours into one
+# array they would read as valid readings: the grouped decode must still decide each alone.
+CROSSING = [
+    b'{"ts":%d,"seq":1,"people":2},{"ts":%d,"seq":2,"people":3}' % (NOW_MS, NOW_MS),  # two objects in one
+    b'{"ts":%d,"seq":1,"people":2,"fault":"}' % NOW_MS,  # a string left open...
+    b'{","seq":2}',  # ...closed by the next message
+    b'{"ts":%d,"seq":1,"people":2,"x":[{"y":1}' % NOW_MS,  # an array left open...
+    b'{"z":2}]}',  # ...closed by the next message
+    b'{"ts":%d,"seq":1,"people":2} ' % NOW_MS,
+    b'{"ts":%d,"seq":1,"people":2,"people":2}' % NOW_MS,
+    b"{}",
+    b"{",
+    b"}",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_codec_decode_many_decides_each_message_as_decode_alone(data: st.DataObject) -> None:
+    """Messages validated together (one JSON array per kind) get exactly the verdicts they get one by one."""
+    messages = []
+    for _ in range(data.draw(st.integers(1, 12))):
+        kind = data.draw(st.sampled_from(["occupancy", "charger", "temperature"]))
+        station = data.draw(st.sampled_from([S, "PL-KT-002", "PL-NOPE-1"]))
+        payload = data.draw(st.one_of(payloads(kind), payloads(kind).filter(lambda p: p.startswith(b"{")),
+                                      st.sampled_from(CROSSING)))
+        messages.append((f"stations/v1/{station}/{kind}", payload))
+    many = DECODER.decode_many(messages)
+    for (topic, payload), out in zip(messages, many, strict=True):
+        slow = SLOW.decode(topic, payload)
+        assert (out.readings, out.rejects) == (slow.readings, slow.rejects), payload
+
+
+def test_codec_decode_many_groups_only_what_it_can_vouch_for() -> None:
+    topic = f"stations/v1/{S}/occupancy"
+    DECODER.decode(topic, b"{}")  # the topic's route is known from here on
+    ok = [b'{"ts":%d,"seq":%d,"people":2}' % (NOW_MS, i) for i in range(3)]
+    assert all(out is not None and len(out.readings) == 1 for out in DECODER.decode_grouped([(topic, p) for p in ok]))
+    # a string left open (odd quotes) is left to decode alone, the rest grouped
+    mixed = [ok[0], CROSSING[1], ok[1], ok[2]]
+    assert [out is not None for out in DECODER.decode_grouped([(topic, p) for p in mixed])] == [True, False, True, True]
+    # an invalid member fails the group's validation: then every message is decided alone
+    mixed = [ok[0], b'{"ts":%d,"seq":1,"people":"2"}' % NOW_MS, ok[1]]
+    assert DECODER.decode_grouped([(topic, p) for p in mixed]) == [None, None, None]
+    assert [len(out.rejects) for out in DECODER.decode_many([(topic, p) for p in mixed])] == [0, 1, 0]
+
+
 @pytest.mark.parametrize(("payload", "decided"), [
     (b'{"ts":1795000000000,"seq":1,"people":2}', True),
     (b'[{"ts": 1795000000000, "seq": 1, "people": 2}, {"ts": 1795000000001, "seq": 2, "people": 3}]', True),
