@@ -2,7 +2,8 @@
 
 Every message is decoded as it arrives and its points (readings, status, rejects) go into the
 current batch with the message's acknowledgement token. A batch is sealed at ``batch_points``
-points or ``batch_seconds`` after its first message, then written to InfluxDB; if InfluxDB is
+points, ``batch_seconds`` after its first message, or once no message has come for
+``batch_idle`` (the last readings of a burst are not kept waiting), then written to InfluxDB; if InfluxDB is
 down (or the spool still holds older batches, which keeps the order), it goes to the disk spool.
 Only then are its messages acknowledged. Up to ``write_concurrency`` batches are written at once
 (InfluxDB takes writes on several connections in parallel, and a write's latency then does not
@@ -58,21 +59,22 @@ class Pipeline:
         registry: the stations that may report.
         writer: where batches go.
         spool: where batches wait while ``writer`` is unavailable.
-        batch_points, batch_seconds: a batch is written at this many points or this long after
-            its first message, whichever comes first.
+        batch_points, batch_seconds, batch_idle: a batch is written at this many points, this long
+            after its first message, or this long after its last one, whichever comes first.
         write_concurrency: batches written at the same time.
         max_pending: sealed batches (waiting or being written) held in memory before the subscriber
             stops reading; at least ``write_concurrency``.
     """
 
     def __init__(self, *, registry: Registry, writer: Writer, spool: Spool, metrics: Metrics,
-                 stats: Stats | None = None, batch_points: int = 5000, batch_seconds: float = 1.0,
-                 write_concurrency: int = 2, max_pending: int = 4,
+                 stats: Stats | None = None, batch_points: int = 5000, batch_seconds: float = 0.2,
+                 batch_idle: float = 0.02, write_concurrency: int = 2, max_pending: int = 4,
                  clock: Callable[[], float] = time.time) -> None:
         self._decoder = Decoder(registry, clock=clock)
         self._writer, self._spool, self._metrics, self._stats = writer, spool, metrics, stats
         self._counts = metrics.counts
-        self._batch_points, self._batch_seconds = batch_points, batch_seconds
+        self._batch_points, self._batch_seconds, self._batch_idle = batch_points, batch_seconds, batch_idle
+        self._last_message = 0.0
         self._concurrency = write_concurrency
         self._max_pending = max(max_pending, write_concurrency)
         self._clock = clock
@@ -105,6 +107,7 @@ class Pipeline:
         """The messages of one read, in order: single readings validated together, each then batched."""
         self._counts.messages += len(messages)
         now_ms = int(self._clock() * 1000)
+        self._last_message = time.monotonic()
         if len(messages) == 1:  # a quiet stream: nothing to group
             topic, payload, token = messages[0]
             self._add(topic, token, self._decode_one(topic, payload), now_ms)
@@ -227,11 +230,15 @@ class Pipeline:
             if self._subscriber.paused and len(self._sealed) + len(self._writing) < self._max_pending:
                 self._subscriber.resume()
 
+    def _batch_due(self) -> float:
+        """When the current batch is to be sealed by time: its age, or the stream's pause."""
+        return min(self._current.started + self._batch_seconds, self._last_message + self._batch_idle)
+
     async def _wait(self) -> None:
         now = time.monotonic()
         deadlines = []
         if self._current.lines or self._current.tokens:
-            deadlines.append(self._current.started + self._batch_seconds)
+            deadlines.append(self._batch_due())
         if len(self._spool) and not self._writing:
             deadlines.append(max(self._retry_at, now))
         try:
@@ -240,8 +247,7 @@ class Pipeline:
         except TimeoutError:
             pass
         self._wakeup.clear()
-        if (self._current.lines or self._current.tokens) and \
-                time.monotonic() >= self._current.started + self._batch_seconds:
+        if (self._current.lines or self._current.tokens) and time.monotonic() >= self._batch_due():
             self._seal()
         elif not self._sealed and not self._writing and len(self._spool) and time.monotonic() >= self._retry_at:
             await self._drain()

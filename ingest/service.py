@@ -32,6 +32,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     stats = Stats(instance=settings.mqtt_client_id, metrics=metrics)
     pipeline = Pipeline(registry=registry, writer=writer, spool=spool, metrics=metrics, stats=stats,
                         batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds,
+                        batch_idle=settings.ingest_batch_idle_seconds,
                         write_concurrency=settings.ingest_write_concurrency,
                         max_pending=settings.ingest_write_concurrency + 2)
     mqtt = settings.mqtt

@@ -84,7 +84,7 @@ def test_faults_ingest_down_readings_wait_in_the_broker_session(broker: Mosquitt
 
 def test_faults_sigterm_flushes_and_exits_0(broker: Mosquitto, influxd: Influxd, db: str,
                                             start_ingest: IngestFactory) -> None:
-    ingest = start_ingest(INGEST_BATCH_SECONDS="30")  # nothing is written before the shutdown flush
+    ingest = start_ingest(INGEST_BATCH_SECONDS="30", INGEST_BATCH_IDLE_SECONDS="30")  # written at the flush
     publish(broker.port, readings(200))
     wait_for(lambda: ingest.metric("ingest_pending_points") == 200, what="200 points pending")
     assert ingest.stop(signal.SIGTERM, timeout=10) == 0

@@ -60,6 +60,19 @@ async def test_pipeline_seals_at_batch_points_and_on_the_timer(tmp_path: Path) -
     assert pipeline.pending_points == 0
 
 
+async def test_pipeline_seals_when_the_stream_pauses(tmp_path: Path) -> None:
+    pipeline, writer = make(tmp_path, batch_seconds=30, batch_idle=0.02)
+    task = asyncio.create_task(pipeline.run())
+    try:
+        pipeline.on_messages([occupancy(1), occupancy(2)])
+        async with asyncio.timeout(5):  # not the 30 s of batch_seconds: the pause after the last message
+            while not writer.bodies:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert [body.count(b"\n") + 1 for body in writer.bodies] == [2]
+
+
 async def test_pipeline_turns_an_unexpected_error_into_a_reject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     pipeline, writer = make(tmp_path)
