@@ -3,11 +3,14 @@
 Every message is decoded as it arrives and its points (readings, status, rejects) go into the
 current batch with the message's acknowledgement token. A batch is sealed at ``batch_points``
 points, ``batch_seconds`` after its first message, or once no message has come for
-``batch_idle`` (the last readings of a burst are not kept waiting), then written to InfluxDB; if InfluxDB is
-down (or the spool still holds older batches, which keeps the order), it goes to the disk spool.
-Only then are its messages acknowledged. Up to ``write_concurrency`` batches are written at once
-(InfluxDB takes writes on several connections in parallel, and a write's latency then does not
-stall the stream); acknowledgements still go out in the order the messages came, as MQTT requires.
+``batch_idle`` (the last readings of a burst are not kept waiting), then written to InfluxDB; if
+InfluxDB is down (or the spool still holds older batches), it goes to the disk spool. Only then
+are its messages acknowledged. Up to ``write_concurrency`` batches are written at once (InfluxDB
+takes writes on several connections in parallel, and a write's latency then does not stall the
+stream); acknowledgements still go out in the order the messages came, as MQTT requires. Writes
+themselves may land out of order (a batch written while an older one waits in the spool, or two
+failed writes spooled in the order they failed): that matters only to two readings of one series
+and millisecond, which replace each other anyway.
 When the spool is full nothing is acknowledged, and with ``max_pending`` sealed batches waiting or
 being written the subscriber stops reading, so memory stays bounded and the broker keeps what we
 have not taken.
@@ -75,6 +78,7 @@ class Pipeline:
         self._counts = metrics.counts
         self._batch_points, self._batch_seconds, self._batch_idle = batch_points, batch_seconds, batch_idle
         self._last_message = 0.0
+        self._closing = False
         self._concurrency = write_concurrency
         self._max_pending = max(max_pending, write_concurrency)
         self._clock = clock
@@ -175,10 +179,11 @@ class Pipeline:
         return points
 
     def add_points(self, lines: list[str]) -> None:
-        """Points of ingest's own (statistics), written with the next batch."""
+        """Points of ingest's own (statistics), written with the current batch (alone when the stream is quiet)."""
         batch = self._current
+        self._last_message = time.monotonic()
         if not batch.lines and not batch.tokens:
-            batch.started = time.monotonic()
+            batch.started = self._last_message
             self._wakeup.set()
         batch.lines.extend(lines)
 
@@ -227,7 +232,8 @@ class Pipeline:
     def _acknowledge(self, batch: Batch) -> None:
         if self._subscriber:
             self._subscriber.ack(batch.tokens)
-            if self._subscriber.paused and len(self._sealed) + len(self._writing) < self._max_pending:
+            if (self._subscriber.paused and not self._closing
+                    and len(self._sealed) + len(self._writing) < self._max_pending):
                 self._subscriber.resume()
 
     def _batch_due(self) -> float:
@@ -253,13 +259,25 @@ class Pipeline:
             await self._drain()
 
     async def flush(self) -> None:
-        """Seal and persist everything received so far, and acknowledge it (for shutdown)."""
+        """Seal and persist everything received so far, and acknowledge it (for shutdown).
+
+        Call it once :meth:`run` has stopped. It never resumes reading, and if it is cancelled (the
+        shutdown's time is up) it cancels the writes still in flight: their messages stay
+        unacknowledged, and the broker will deliver them again.
+        """
+        self._closing = True
         self._seal()
-        while self._sealed or self._writing:
-            self._start_writes()
-            batch, task = self._writing.popleft()
-            await task
-            self._acknowledge(batch)
+        try:
+            while self._sealed or self._writing:
+                self._start_writes()
+                batch, task = self._writing[0]
+                await task
+                self._writing.popleft()
+                self._acknowledge(batch)
+        except asyncio.CancelledError:
+            for _, task in self._writing:
+                task.cancel()
+            raise
 
     async def _persist(self, body: bytes) -> None:
         if not body:
@@ -293,6 +311,8 @@ class Pipeline:
         if time.monotonic() < self._retry_at:
             return False
         async with self._drain_lock:  # one replay at a time: concurrent writes all come here first
+            if len(self._spool) and time.monotonic() < self._retry_at:  # the replay before us failed
+                return False
             return await self._drain_locked()
 
     async def _drain_locked(self) -> bool:
@@ -351,7 +371,10 @@ class Pipeline:
         if self._retry_delay == _RETRY_MIN:
             logger.warning("InfluxDB unavailable (%s): spooling batches to disk", exc)
         self._metrics.influx_up.set(0)
-        self._retry_at = time.monotonic() + self._retry_delay
+        now = time.monotonic()
+        if now < self._retry_at:  # another write that was in flight failed too: the same outage
+            return
+        self._retry_at = now + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, _RETRY_MAX)
 
     def _update_spool_gauges(self) -> None:

@@ -201,11 +201,13 @@ class Decoder:
         Messages on known reading topics whose payload is one JSON object (``{`` to ``}``, no
         backslash, an even number of quotes) are grouped by kind and validated as one JSON array,
         which costs a third of validating them one by one. The grouping cannot change a verdict:
-        with even quotes and no escapes every message boundary lies outside strings, and a boundary
-        inside an object or a nested value fails to parse or to validate (no field takes an object
-        or an array), so an array of as many elements as messages means one element per message;
-        each element's quotes must then match its keys (no duplicate key). A group that fails any
-        of this is left to :meth:`decode`, as is everything else.
+        with even quotes and no escapes every message boundary lies outside strings; each element's
+        quotes must equal two per key and per string value, which only an object without a
+        repeated key meets, so every value was validated (pydantic-core never sees the value a
+        repeated key overwrites) and none is an object or an array (no field takes one). A boundary
+        inside an element would need such a value, so each boundary lies between elements, and an
+        array of as many elements as messages means one element per message. A group that fails
+        any of this is left to :meth:`decode`, as is everything else.
         """
         results: list[Decoded | None] = [None] * len(messages)
         if self._fast and len(messages) > 1:
@@ -376,7 +378,8 @@ class Decoder:
     @staticmethod
     def _ts_problem(ts_ms: int, now_ms: int) -> str | None:
         if ts_ms > now_ms + MAX_FUTURE_MS:
-            return f"ts {ts_ms} is {(ts_ms - now_ms) / 1000:.0f} s ahead of the server clock (at most 300 s)"
+            ahead = round((ts_ms - now_ms) / 1000) if ts_ms - now_ms < 2**53 else (ts_ms - now_ms) // 1000
+            return clip(f"ts {ts_ms} is {ahead} s ahead of the server clock (at most 300 s)")
         if ts_ms < now_ms - MAX_AGE_MS:
             return f"ts {ts_ms} is more than 7 days old"
         return None

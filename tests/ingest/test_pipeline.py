@@ -186,3 +186,46 @@ async def test_concurrent_failed_writes_are_spooled_and_replayed_once(tmp_path: 
     assert [int(b.split(b"seq=")[1].split(b"i")[0]) for b in writer.bodies] == [1, 2, 3]
     assert len(spool) == 0
     assert subscriber.acks == [[(1, 1)], [(1, 2)], [(1, 3)]]
+
+
+class DownWriter(RecordingWriter):
+    """InfluxDB down: every write fails, after a moment (so that concurrent writes overlap)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def write(self, body: bytes) -> None:
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        raise InfluxUnavailableError(f"timed out writing {len(body)} bytes")
+
+
+async def test_writes_behind_a_failed_replay_wait_for_the_retry_delay(tmp_path: Path) -> None:
+    """Three writes find the spool non-empty: one replay is tried, the others spool without trying again."""
+    writer, subscriber = DownWriter(), RecordingSubscriber()
+    spool = Spool(directory=tmp_path, max_bytes=10**6)
+    spool.append(b"occupancy,station=PL-KT-001 people=1i 1795000000000")
+    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=spool, metrics=Metrics(), clock=lambda: NOW,
+                        batch_points=1, write_concurrency=3)
+    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    task = asyncio.create_task(pipeline.run())
+    try:
+        pipeline.on_messages([occupancy(1), occupancy(2), occupancy(3)])
+        await wait_until(lambda: len(subscriber.acks) == 3)
+    finally:
+        task.cancel()
+    assert writer.calls == 1
+    assert len(spool) == 4
+
+
+async def test_flush_at_shutdown_never_resumes_reading(tmp_path: Path) -> None:
+    pipeline, writer = make(tmp_path, batch_points=1, write_concurrency=1, max_pending=1)
+    subscriber = RecordingSubscriber()
+    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    pipeline.on_messages([occupancy(1), occupancy(2), occupancy(3)])
+    subscriber.paused = True  # the service pauses reading, then flushes
+    await pipeline.flush()
+    assert len(writer.bodies) == 3
+    assert subscriber.acks == [[(1, 1)], [(1, 2)], [(1, 3)]]
+    assert subscriber.paused

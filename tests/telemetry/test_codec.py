@@ -209,6 +209,10 @@ CROSSING = [
     b"{}",
     b"{",
     b"}",
+    b'{"ts":[{}',  # a nested value opened under a key repeated later...
+    b'{}],"ts":%d,"seq":1,"people":2}' % NOW_MS,  # ...so that pydantic-core never validates it
+    b'{"ts":%d,"seq":%d,"people":2}' % (NOW_MS, 10**400),
+    b'{"ts":%d,"seq":1,"people":2}' % 10**400,
 ]
 
 
@@ -240,6 +244,10 @@ def test_codec_decode_many_groups_only_what_it_can_vouch_for() -> None:
     # an invalid member fails the group's validation: then every message is decided alone
     mixed = [ok[0], b'{"ts":%d,"seq":1,"people":"2"}' % NOW_MS, ok[1]]
     assert DECODER.decode_grouped([(topic, p) for p in mixed]) == [None, None, None]
+    # a huge ts is a counted reject, grouped or not (its seconds ahead are no float)
+    huge = [ok[0], b'{"ts":%d,"seq":1,"people":2}' % 10**400]
+    assert [r.reason.value for out in DECODER.decode_many([(topic, p) for p in huge]) for r in out.rejects] == [
+        "ts_out_of_range"]
     assert [len(out.rejects) for out in DECODER.decode_many([(topic, p) for p in mixed])] == [0, 1, 0]
 
 
