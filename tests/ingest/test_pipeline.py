@@ -229,3 +229,18 @@ async def test_flush_at_shutdown_never_resumes_reading(tmp_path: Path) -> None:
     assert len(writer.bodies) == 3
     assert subscriber.acks == [[(1, 1)], [(1, 2)], [(1, 3)]]
     assert subscriber.paused
+
+
+async def test_writes_failing_together_back_off_once(tmp_path: Path) -> None:
+    writer, subscriber = DownWriter(), RecordingSubscriber()
+    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=Spool(directory=tmp_path, max_bytes=10**6),
+                        metrics=Metrics(), clock=lambda: NOW, batch_points=1, write_concurrency=2)
+    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    task = asyncio.create_task(pipeline.run())
+    try:
+        pipeline.on_messages([occupancy(1), occupancy(2)])
+        await wait_until(lambda: len(subscriber.acks) == 2)
+    finally:
+        task.cancel()
+    assert writer.calls == 2
+    assert pipeline._retry_delay == 1.0  # one outage: the first step of the backoff (0.5 s -> 1 s), not two
