@@ -1,12 +1,14 @@
 """Scaling: ingest processes sharing one stream, and how many real-rate stations one process and one broker hold.
 
-    .venv/bin/python -m bench.scale ingest [--n 200000] [--processes 1,2,3]
+    .venv/bin/python -m bench.scale ingest [--n 200000] [--processes 1,2,3] [--queued]
     .venv/bin/python -m bench.scale agents [--stations 1000,10000,50000] [--minutes 3]
 
 ``ingest``: the single-reading feed of bench/ingest_throughput.py (``mosquitto_pub``, one per
 station topic) through 1, 2 and 3 ingest processes on one broker, splitting the stream with a
 shared subscription; readings/s from first publish to the last reading queryable, and the total
-ingest CPU per 1000 readings. Every reading must be stored exactly once (checked).
+ingest CPU per 1000 readings. Every reading must be stored exactly once (checked). ``--queued``:
+the ingest processes are stopped (SIGSTOP, still connected) while the feed is published, and the
+time runs from their SIGCONT: the publishers no longer share the cores, so ingest is the limit.
 
 ``agents``: a synthetic registry of N stations (``python -m simulator make-registry``), the
 simulator running them at real rates (speed 1) for ``--minutes``, in processes of at most
@@ -46,7 +48,7 @@ def ingest_env(broker: Mosquitto, influxd: Influxd, db: str, work: Path, client_
             "LOG_LEVEL": "INFO", **extra}
 
 
-def scale_ingest(n: int, processes: int, work: Path) -> dict[str, object]:
+def scale_ingest(n: int, processes: int, work: Path, *, queued: bool = False) -> dict[str, object]:
     broker = Mosquitto(work / f"m-{processes}", log_types=MOSQUITTO_DEFAULT_LOG, persistence=False).start()
     influxd = Influxd(work / f"i-{processes}").start()
     db = f"scale{processes}"
@@ -59,9 +61,19 @@ def scale_ingest(n: int, processes: int, work: Path) -> dict[str, object]:
     try:
         wait_for(lambda: all("MQTT connected" in log.read_text() for log in logs), timeout=60, what="ingest ready")
         influxd.query(f'CREATE DATABASE "{db}"')
+        pubs = []
+        if queued:
+            for p in procs:
+                p.send_signal(signal.SIGSTOP)
+            for pub in publishers(broker, files):
+                pub.wait()
         cpu0 = sum(proc_stats(p.pid)[0] for p in procs)
         started = time.monotonic()
-        pubs = publishers(broker, files)
+        if queued:
+            for p in procs:
+                p.send_signal(signal.SIGCONT)
+        else:
+            pubs = publishers(broker, files)
         wait_for(lambda: influxd.count("occupancy", "people", db) >= n, timeout=1200, interval=0.2,
                  what=f"{n} readings")
         seconds = time.monotonic() - started
@@ -76,7 +88,8 @@ def scale_ingest(n: int, processes: int, work: Path) -> dict[str, object]:
             p.wait(30)
         broker.stop()
         influxd.stop()
-    return {"processes": processes, "readings": n, "stored": distinct, "seconds": round(seconds, 2),
+    return {"processes": processes, "queued": queued, "readings": n, "stored": distinct,
+            "seconds": round(seconds, 2),
             "readings_per_s": round(n / seconds), "ingest_cpu_s_per_1000": round(cpu / n * 1000, 4),
             "messages_per_process": received}
 
@@ -167,6 +180,7 @@ def main() -> None:
     a = sub.add_parser("ingest")
     a.add_argument("--n", type=int, default=200_000)
     a.add_argument("--processes", default="1,2,3")
+    a.add_argument("--queued", action="store_true", help="publish while ingest is stopped, then drain")
     b = sub.add_parser("agents")
     b.add_argument("--stations", default="1000,10000,50000")
     b.add_argument("--minutes", type=float, default=3)
@@ -177,7 +191,7 @@ def main() -> None:
         work = Path(tmp)
         if args.mode == "ingest":
             for p in (int(x) for x in args.processes.split(",")):
-                rows.append(scale_ingest(args.n, p, work))
+                rows.append(scale_ingest(args.n, p, work, queued=args.queued))
                 print(json.dumps(rows[-1]), flush=True)
         else:
             for n in (int(x) for x in args.stations.split(",")):
