@@ -116,13 +116,16 @@ class _Protocol(asyncio.Protocol):
                 return
             data = b"".join(self._pending)
             self._pending = []
+        messages: list[Message] = []
         try:
-            i = self._parse(data)
-        except (MqttProtocolError, IndexError) as exc:
+            i = self._parse(data, messages)
+        except (MqttProtocolError, IndexError) as exc:  # what came before is not acknowledged: it comes back
             logger.warning("MQTT protocol error, closing the connection: %s", exc)
             if self.transport:
                 self.transport.abort()
             return
+        if messages:
+            self._owner.on_messages(messages)
         if i < len(data):
             rest = data[i:]
             self._pending, self._pending_len = [rest], len(rest)
@@ -136,16 +139,8 @@ class _Protocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing() and not self._owner.paused:
             self.transport.resume_reading()
 
-    def _parse(self, data: bytes) -> int:
-        """Handle every complete packet in ``data``; return where the incomplete rest begins."""
-        messages: list[Message] = []
-        try:
-            return self._parse_into(data, messages)
-        finally:  # what was parsed before a protocol error is still handed over (it is not acknowledged)
-            if messages:
-                self._owner.on_messages(messages)
-
-    def _parse_into(self, data: bytes, messages: list[Message]) -> int:
+    def _parse(self, data: bytes, messages: list[Message]) -> int:
+        """Collect the PUBLISHes of ``data`` in ``messages``, handle the rest; return where a partial packet begins."""
         add, connection = messages.append, self._connection
         i, end = 0, len(data)
         while end - i >= 2:
