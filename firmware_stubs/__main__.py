@@ -6,24 +6,14 @@ Read settings, set up logging, run the agent until SIGTERM or SIGINT.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 
 from firmware_stubs.agent import serve
 from firmware_stubs.config import Settings
 from firmware_stubs.exceptions import AgentError
 from telemetry import logs
 from telemetry.registry import RegistryError
+from telemetry.runner import run_until_signalled
 from telemetry.settings import load_or_exit
-
-
-async def main(settings: Settings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop=stop)
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m firmware_stubs", description=__doc__.splitlines()[0])
@@ -34,6 +24,6 @@ if __name__ == "__main__":
         settings = settings.model_copy(update={"station_id": args.station})
     logs.setup(settings.log_format, settings.log_level)
     try:
-        asyncio.run(main(settings))
+        run_until_signalled(lambda stop: serve(settings, stop=stop))
     except (AgentError, RegistryError) as exc:
         raise SystemExit(f"firmware_stubs: {exc}") from None
