@@ -51,7 +51,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from telemetry import registry
-from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, free_port, parse_metrics, wait_for
+from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, child_env, free_port, parse_metrics, wait_for
 
 PROBE_STATION = "PL-KT-002"
 CHUNK = 50_000  # mosquitto_pub -l stops early past 65,535 lines
@@ -149,10 +149,8 @@ class Probe:
 
 
 def start_ingest(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_"))}
-    full.update(env)
-    with log.open("ab") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=full, stdout=out, stderr=out)
+    with log.open("ab") as out:  # tuning (INGEST_*) passes through; where it connects is the bench's
+        return subprocess.Popen(cmd, cwd=ROOT, env=child_env(env, keep=("INGEST_",)), stdout=out, stderr=out)
 
 
 def write_feed(topics: dict[str, list[str]], directory: Path) -> list[tuple[str, Path]]:

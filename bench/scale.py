@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import signal
 import subprocess
@@ -36,7 +35,7 @@ from pathlib import Path
 from bench.ingest_throughput import feed, proc_stats, publishers, start_ingest, write_feed
 from simulator.synthetic import make_registry
 from telemetry import registry
-from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, free_port, parse_metrics, wait_for
+from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, child_env, free_port, parse_metrics, wait_for
 
 _PROGRESS = re.compile(r"(\d+) connected \| readings ([\d,]+) produced, ([\d,]+) acked, ([\d,]+) buffered")
 
@@ -106,7 +105,6 @@ def scale_agents(stations: int, minutes: float, per_process: int, work: Path) ->
                        extra="max_connections -1\nsys_interval 5").start()
     influxd = Influxd(work / f"ai-{stations}").start()
     db = f"agents{stations}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_", "INGEST_", "STATIONS"))}
     ingest_log = work / f"agents-ingest-{stations}.log"
     ingest = start_ingest([sys.executable, "-m", "ingest"],
                           ingest_env(broker, influxd, db, work, f"agents-{stations}", STATIONS_FILE=str(path)),
@@ -117,12 +115,13 @@ def scale_agents(stations: int, minutes: float, per_process: int, work: Path) ->
     try:
         wait_for(lambda: "MQTT connected" in ingest_log.read_text(), timeout=120, what="ingest ready")
         started = time.monotonic()
+        sim_env = child_env({"MQTT_URL": broker.url, "STATIONS_FILE": str(path), "LOG_LEVEL": "WARNING"})
         for k, log in enumerate(logs):
             with log.open("wb") as out:
                 sims.append(subprocess.Popen(
                     [sys.executable, "-m", "simulator", "--registry", str(path), "--shard", f"{k}/{shards}",
                      "--progress-interval", "10", "--drain-timeout", "5"],
-                    cwd=ROOT, env={**env, "MQTT_URL": broker.url, "STATIONS_FILE": str(path), "LOG_LEVEL": "WARNING"},
+                    cwd=ROOT, env=sim_env,
                     stdout=out, stderr=out))
         deadline = started + minutes * 60
         samples = []

@@ -30,7 +30,6 @@ import contextlib
 import errno
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -47,7 +46,16 @@ import yaml
 
 from gateway.provision import load_secrets, provision
 from telemetry import registry
-from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, GatewayProcess, Influxd, IngestProcess, Mosquitto, wait_for
+from tests.rig import (
+    MOSQUITTO_DEFAULT_LOG,
+    ROOT,
+    GatewayProcess,
+    Influxd,
+    IngestProcess,
+    Mosquitto,
+    child_env,
+    wait_for,
+)
 
 SYNTHETIC_PREFIX = "PL-KT-9"
 
@@ -162,8 +170,7 @@ class Soak:
             self.broker.stop()
 
     def _start_simulator(self) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "STATIONS", "AGENT_", "LOG_"))}
-        env.update({"MQTT_URL": f"mqtt://127.0.0.1:{self.broker.port}", "STATIONS_FILE": str(self.stations_file)})
+        env = child_env({"MQTT_URL": f"mqtt://127.0.0.1:{self.broker.port}", "STATIONS_FILE": str(self.stations_file)})
         cmd = [sys.executable, "-m", "simulator", "--stations", "45", "--secrets", str(self.auth.secrets),
                "--duration", f"{self.args.minutes}m", "--progress-interval", "5", "--drain-timeout", "60"]
         self.sim_out, self.sim_err = self.work / "simulator.out", self.work / "simulator.log"

@@ -8,6 +8,7 @@ a slow subscriber), with the listener, persistence and auth of the test.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -30,6 +31,27 @@ _OWN_KEYS = ("listener", "persistence_location", "log_dest", "pid_file", "passwo
              "allow_anonymous", "user", "cafile", "certfile", "keyfile", "require_certificate")
 
 T = TypeVar("T")
+
+
+@functools.cache
+def setting_names() -> frozenset[str]:
+    """Every environment variable a service of this project reads, from their Settings classes."""
+    from dashboards.config import Settings as DashboardsSettings  # noqa: PLC0415 - only for child processes
+    from firmware_stubs.config import Settings as AgentSettings  # noqa: PLC0415
+    from gateway.config import Settings as GatewaySettings  # noqa: PLC0415
+    from ingest.config import Settings as IngestSettings  # noqa: PLC0415
+    from simulator.config import Settings as SimulatorSettings  # noqa: PLC0415
+
+    classes = (DashboardsSettings, AgentSettings, GatewaySettings, IngestSettings, SimulatorSettings)
+    return frozenset(name.upper() for cls in classes for name in cls.model_fields)
+
+
+def child_env(overrides: Mapping[str, str] | None = None, *, keep: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment for a child process: ours without the project's settings (but those starting
+    with ``keep``), so that a variable exported in the shell cannot redirect a test, plus ``overrides``."""
+    names = setting_names()
+    return {k: v for k, v in os.environ.items() if k.upper() not in names or k.startswith(keep)} | dict(
+        overrides or {})
 
 
 def free_port() -> int:
@@ -296,9 +318,7 @@ class ServiceProcess:
         return True
 
     def start(self, *, wait_ready: bool = True) -> ServiceProcess:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("MQTT_", "INFLUX_", "INGEST_", "GATEWAY_", "STATION"))}
-        env.update(self.env)
+        env = child_env(self.env)
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log,
                                          stderr=log)

@@ -15,7 +15,6 @@ until the session ends, so "now" panels and ingest's statistics have fresh data.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import pytest
 import yaml
 
 from telemetry.registry import load
-from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, wait_for
+from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, wait_for
 
 STATIONS = ("PL-KT-001", "PL-KT-007", "PL-KT-008", "PL-HT-004")
 COLD = "PL-KT-001"
@@ -83,8 +82,7 @@ def simulated_day(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) ->
     simulator: subprocess.Popen[bytes] | None = None
     try:
         ingest.start()
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "INFLUX_", "AGENT_"))}
-        env["MQTT_URL"] = broker.url
+        env = child_env({"MQTT_URL": broker.url})
         with day.log.open("wb") as log:
             simulator = subprocess.Popen([sys.executable, "-m", "simulator", "--registry", str(registry),
                                           *SIMULATOR_ARGS], cwd=ROOT, env=env, stdout=log, stderr=log)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,11 @@ import yaml
 
 from dashboards import provisioning
 from telemetry.registry import load
-from tests.rig import ROOT
+from tests.rig import ROOT, child_env
 
 
 def _run(*args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "STATIONS_FILE"} | env_vars
+    env = child_env(env_vars)
     return subprocess.run([sys.executable, "-m", "dashboards", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
 

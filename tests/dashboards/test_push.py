@@ -22,7 +22,7 @@ from dashboards.exceptions import (
 from dashboards.push import contains, push
 from telemetry.registry import load
 from tests.dashboards.fake_grafana import FakeGrafana, GrafanaServer
-from tests.rig import ROOT, free_port
+from tests.rig import ROOT, child_env, free_port
 
 REGISTRY = load()
 UIDS = [d.uid for d in provisioning.dashboards(REGISTRY).values()]
@@ -178,8 +178,7 @@ def test_push_needs_grafana_url_and_token() -> None:
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("GRAFANA_", "INFLUX_", "ALERT_"))}
-    return subprocess.run([sys.executable, "-m", "dashboards", *args], cwd=ROOT, env=base | env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dashboards", *args], cwd=ROOT, env=child_env(env), capture_output=True,
                           text=True, timeout=60, check=False)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +17,7 @@ from telemetry.contract import Kind, topic
 from tests.conftest import IngestFactory
 from tests.firmware_stubs.conftest import CollectorFactory, S, influx_readings, influx_seqs, statuses
 from tests.mqtt import publish
-from tests.rig import ROOT, Influxd, Mosquitto, wait_for
+from tests.rig import ROOT, Influxd, Mosquitto, child_env, wait_for
 
 AgentProcess = Callable[..., subprocess.Popen[bytes]]
 
@@ -29,8 +28,7 @@ def agent_process(tmp_path: Path, broker: Mosquitto) -> Iterator[AgentProcess]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str, **env: str) -> subprocess.Popen[bytes]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "STATION", "AGENT_", "LOG_"))}
-        base.update({"MQTT_URL": broker.url, "AGENT_BUFFER_PATH": str(tmp_path / "buffer.sqlite3"), **env})
+        base = child_env({"MQTT_URL": broker.url, "AGENT_BUFFER_PATH": str(tmp_path / "buffer.sqlite3"), **env})
         with (tmp_path / "agent.log").open("ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "firmware_stubs", *(args or ("--station", S))],
                                     cwd=ROOT, env=base, stdout=log, stderr=log)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 from tests.gateway.conftest import Stack, start_stack
 from tests.mqtt import Collector
-from tests.rig import ROOT, Influxd, wait_for
+from tests.rig import ROOT, Influxd, child_env, wait_for
 
 S = "PL-KT-003"
 
@@ -24,7 +23,7 @@ def city(tmp_path_factory: pytest.TempPathFactory, influxd: Influxd) -> Iterator
     """The 45 stations: the last hour backfilled through ingest, then live on the broker."""
     directory = tmp_path_factory.mktemp("city")
     stack = start_stack(directory, influxd)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "STATIONS", "AGENT_"))}
+    env = child_env()
     with (directory / "simulator.log").open("wb") as log:
         simulator = subprocess.Popen(
             [sys.executable, "-m", "simulator", "--backfill", "1h", "--seed", "5", "--progress-interval", "0",
@@ -72,7 +71,7 @@ def test_gateway_config_round_trip_with_the_agent(tmp_path: Path, influxd: Influ
     """PUT config -> retained on the broker -> the agent applies it -> its status says so -> acknowledged."""
     stack = start_stack(tmp_path, influxd)
     station = "PL-KT-002"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "STATION", "AGENT_"))}
+    env = child_env()
     with (tmp_path / "agent.log").open("wb") as log:
         agent = subprocess.Popen([sys.executable, "-m", "firmware_stubs", "--station", station], cwd=ROOT, stdout=log,
                                  stderr=log, env={**env, "MQTT_URL": stack.broker.url,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,13 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.rig import ROOT, Mosquitto
+from tests.rig import ROOT, Mosquitto, child_env
 from tests.security.conftest import Credentials
 
 
 def simulate(tmp_path: Path, broker: Mosquitto, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "STATIONS_", "AGENT_", "LOG_"))}
-    env["MQTT_URL"] = broker.url  # no credentials: only --secrets can log the agents in
+    env = child_env({"MQTT_URL": broker.url})  # no credentials: only --secrets can log the agents in
     return subprocess.run([sys.executable, "-m", "simulator", "--stations", "3", "--start", "now-30m", "--duration",
                            "30m", "--speed", "max", "--progress-interval", "0", "--drain-timeout", "2", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)

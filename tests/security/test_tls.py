@@ -3,7 +3,6 @@ and the gateway on mqtts and https, with a throwaway CA; clients that do not tru
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 from gateway.credentials import Role, TokenStore
 from telemetry.contract import Kind, topic
 from tests.payloads import now_ms, occupancy
-from tests.rig import ROOT, GatewayProcess, Influxd, IngestProcess, Mosquitto, free_port, wait_for
+from tests.rig import ROOT, GatewayProcess, Influxd, IngestProcess, Mosquitto, child_env, free_port, wait_for
 from tests.security.certs import Authority, Issued, authority
 from tests.security.conftest import Credentials, Session, provisioned
 
@@ -113,9 +112,8 @@ def test_tls_agent_to_influxdb_and_the_gateway_all_encrypted(tmp_path: Path, pki
                              MQTT_CA_FILE=str(pki.ca.cert), INFLUX_URL=https_influxd.url, INFLUX_DB=db,
                              INFLUX_CA_FILE=str(pki.ca.cert), STATION_PASSWORD_FILE=str(creds.files.passwd))
     operator = TokenStore(Path(gateway.env["GATEWAY_TOKENS_FILE"])).add("on-call", Role.OPERATOR)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "STATION", "AGENT_", "INFLUX_"))}
-    env.update({"MQTT_URL": f"mqtts://127.0.0.1:{tls_broker.port}", "MQTT_CA_FILE": str(pki.ca.cert),
-                "STATION_PASSWORD": creds.passwords[S], "AGENT_BUFFER_PATH": str(tmp_path / "agent.sqlite3")})
+    env = child_env({"MQTT_URL": f"mqtts://127.0.0.1:{tls_broker.port}", "MQTT_CA_FILE": str(pki.ca.cert),
+                     "STATION_PASSWORD": creds.passwords[S], "AGENT_BUFFER_PATH": str(tmp_path / "agent.sqlite3")})
     ingest.start()
     gateway.start()
     with (tmp_path / "agent.log").open("wb") as log:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.rig import ROOT, Mosquitto, wait_for
+from tests.rig import ROOT, Mosquitto, child_env, wait_for
 
 SimulatorProcess = Callable[..., subprocess.Popen[bytes]]
 
@@ -22,8 +21,7 @@ def simulator(tmp_path: Path, broker: Mosquitto) -> Iterator[SimulatorProcess]:
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MQTT_", "STATIONS_", "AGENT_", "LOG_"))}
-        env["MQTT_URL"] = broker.url
+        env = child_env({"MQTT_URL": broker.url})
         with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
             proc = subprocess.Popen([sys.executable, "-m", "simulator", *args], cwd=ROOT, env=env, stdout=out,
                                     stderr=err)

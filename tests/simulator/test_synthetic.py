@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -10,7 +9,7 @@ from pathlib import Path
 
 from simulator.synthetic import make_registry
 from telemetry.registry import load, parse
-from tests.rig import ROOT
+from tests.rig import ROOT, child_env
 
 
 def test_make_registry_writes_a_valid_registry_spread_like_the_real_one() -> None:
@@ -26,7 +25,7 @@ def test_make_registry_writes_a_valid_registry_spread_like_the_real_one() -> Non
 
 def test_make_registry_command_writes_a_file(tmp_path: Path) -> None:
     out = tmp_path / "stations.yaml"
-    env = {k: v for k, v in os.environ.items() if k != "STATIONS_FILE"}
+    env = child_env()
     subprocess.run([sys.executable, "-m", "simulator", "make-registry", "--stations", "5", "-o", str(out)],
                    cwd=ROOT, env=env, check=True, timeout=30)
     assert len(load(out).reporting) == 5
