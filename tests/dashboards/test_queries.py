@@ -36,8 +36,6 @@ from tests.dashboards.panels import (
 from tests.rig import wait_for
 
 CASES = panel_cases()
-CAPACITY_PANEL = ("yizhan-station", "人数与容量 People and capacity")
-WAITING: dict[tuple[str, str, str], str] = {}  # panel targets that wait for data ingest does not write yet
 _RUNS: dict[str, list[PanelRun]] = {}
 
 
@@ -54,14 +52,8 @@ def runs(day: SimulatedDay, case: PanelCase) -> list[PanelRun]:
     return _RUNS[case.id]
 
 
-def _waiting(case: PanelCase, ref: str | None = None) -> list[pytest.MarkDecorator]:
-    keys = [(case.dashboard.uid, case.panel.title, r) for r in ([ref] if ref else target_ids(case))]
-    reasons = [WAITING[k] for k in keys if k in WAITING]
-    return [pytest.mark.xfail(strict=True, reason=reasons[0])] if reasons else []
-
-
 def _targets() -> list[Any]:
-    return [pytest.param(case, i, id=f"{case.id} / {ref}", marks=_waiting(case, ref))
+    return [pytest.param(case, i, id=f"{case.id} / {ref}")
             for case in CASES for i, ref in enumerate(target_ids(case))]
 
 
@@ -77,7 +69,7 @@ def test_panel_query_returns_rows_with_the_columns_its_panel_uses(simulated_day:
         assert not missing, f"{case.id}: no {sorted(missing)} in {sorted(columns(run.results[index]))}"
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_waiting(c)) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_panel_fields_after_transformations_are_the_ones_its_config_names(simulated_day: SimulatedDay,
                                                                          case: PanelCase) -> None:
     assert referenced_queries(case.json) <= set(target_ids(case)), f"{case.id}: an override names a missing query"
@@ -229,7 +221,7 @@ def test_completeness_shows_the_clock_that_runs_ahead(simulated_day: SimulatedDa
     case = find("yizhan-completeness", "时钟 Minimum lag per station (below 0: the clock runs ahead)")
     run = wait_for(lambda: _ahead(run_panel(simulated_day, case, runs(simulated_day, case)[0].variables)),
                    timeout=60, interval=1, what=f"a negative lag from {SKEWED}")
-    assert run is not None
+    assert run is not None  # for the type checker: wait_for returns only what is true
     lags = {next(n for n in f if n != "Time"): [v for v in f[next(n for n in f if n != "Time")] if v is not None]
             for f in run.frames()}
     assert min(lags[SKEWED]) < -60_000

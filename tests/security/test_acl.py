@@ -63,7 +63,7 @@ def test_acl_station_reads_only_its_own_config_even_subscribed_to_everything(ses
     station = session(S1)
     codes = [station.subscribe(f) for f in ("#", "stations/v1/#", "stations/v1/+/config", t(S2, "config"),
                                             "$SYS/#", t(S1, "config"))]
-    assert set(codes) <= {1, 128}
+    assert codes == [1] * 6  # Mosquitto grants every filter and filters what it delivers by the ACL
     session(S2).publish([(t(S2, "occupancy"), occupancy(1, 2)), (t(S2, "status"), {"state": "online"})])
     operator.publish([(t(S2, "config"), {"rev": "three"}), (t(S1, "config"), {"rev": "four"})], retain=True)
     # delivered in the order the broker took them: once four is here, S2's messages would be too
