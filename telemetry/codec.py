@@ -207,35 +207,40 @@ class Decoder:
         repeated key overwrites) and none is an object or an array (no field takes one). A boundary
         inside an element would need such a value, so each boundary lies between elements, and an
         array of as many elements as messages means one element per message. A group that fails
-        any of this is left to :meth:`decode`, as is everything else.
+        any of this is left to :meth:`decode`, as is everything else (after one more try without the
+        messages whose readings failed validation, so that one bad message does not cost the others).
         """
         results: list[Decoded | None] = [None] * len(messages)
         if self._fast and len(messages) > 1:
-            groups: dict[Kind, list[int]] = {}
+            groups: dict[Kind, list[tuple[int, int]]] = {}  # kind -> (message index, its quotes)
             routes = self._routes
             for i, (topic, payload) in enumerate(messages):
                 route = routes.get(topic)
                 if (route is not None and payload.startswith(b"{") and payload.endswith(b"}")
                         and len(payload) <= MAX_PAYLOAD_BYTES and b"\\" not in payload
-                        and not payload.count(b'"') & 1):
-                    groups.setdefault(route[1], []).append(i)
+                        and not (quotes := payload.count(b'"')) & 1):
+                    groups.setdefault(route[1], []).append((i, quotes))
             for kind, members in groups.items():
-                if len(members) > 1:
-                    self._decode_group(kind, members, messages, results)
+                self._decode_group(kind, members, messages, results, retry=True)
         return results
 
-    def _decode_group(self, kind: Kind, members: list[int], messages: Sequence[tuple[str, bytes]],
-                      results: list[Decoded | None]) -> None:
-        payloads = [messages[i][1] for i in members]
-        try:
-            values: list[Reading] = _GROUP_VALIDATORS[kind](b"[" + b",".join(payloads) + b"]")
-        except ValidationError:
+    def _decode_group(self, kind: Kind, members: list[tuple[int, int]], messages: Sequence[tuple[str, bytes]],
+                      results: list[Decoded | None], *, retry: bool) -> None:
+        if len(members) < 2:
             return
-        if len(values) != len(members) or any(p.count(b'"') != _quotes(kind, v)
-                                               for p, v in zip(payloads, values, strict=True)):
+        try:
+            values: list[Reading] = _GROUP_VALIDATORS[kind](b"[" + b",".join(messages[i][1] for i, _ in members) + b"]")
+        except ValidationError as exc:
+            # the readings that failed are left to decode; the rest are tried together once more
+            bad = {e["loc"][0] for e in exc.errors(include_url=False) if e["loc"] and isinstance(e["loc"][0], int)}
+            if retry and bad:
+                self._decode_group(kind, [m for n, m in enumerate(members) if n not in bad], messages, results,
+                                   retry=False)
+            return
+        if len(values) != len(members) or any(q != _quotes(kind, v) for (_, q), v in zip(members, values, strict=True)):
             return
         now_ms = int(self._clock() * 1000)
-        for i, value in zip(members, values, strict=True):
+        for (i, _), value in zip(members, values, strict=True):
             topic = messages[i][0]
             station, _ = self._routes[topic]
             out = Decoded(station, kind)
