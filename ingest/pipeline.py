@@ -54,6 +54,10 @@ class Batch:
     tokens: list[AckToken] = field(default_factory=list)
     started: float = 0.0
 
+    @property
+    def empty(self) -> bool:
+        return not self.lines and not self.tokens
+
 
 class Pipeline:
     """Decodes, batches and persists messages; acknowledges them through ``subscriber``.
@@ -137,7 +141,7 @@ class Pipeline:
 
     def _add(self, topic: str, token: AckToken | None, outcome: Decoded | Exception, now_ms: int) -> None:
         batch = self._current
-        was_empty = not batch.lines and not batch.tokens
+        was_empty = batch.empty
         if was_empty:
             batch.started = time.monotonic()
         try:
@@ -179,10 +183,10 @@ class Pipeline:
         return points
 
     def add_points(self, lines: list[str]) -> None:
-        """Points of ingest's own (statistics), written with the current batch (alone when the stream is quiet)."""
+        """Points of ingest's own (statistics, write rejects), written with the current batch."""
         batch = self._current
         self._last_message = time.monotonic()
-        if not batch.lines and not batch.tokens:
+        if batch.empty:
             batch.started = self._last_message
             self._wakeup.set()
         batch.lines.extend(lines)
@@ -196,7 +200,7 @@ class Pipeline:
 
     def _seal(self) -> None:
         batch = self._current
-        if not batch.lines and not batch.tokens:
+        if batch.empty:
             return
         self._current = Batch()
         self._sealed.append(batch)
@@ -243,7 +247,7 @@ class Pipeline:
     async def _wait(self) -> None:
         now = time.monotonic()
         deadlines = []
-        if self._current.lines or self._current.tokens:
+        if not self._current.empty:
             deadlines.append(self._batch_due())
         if len(self._spool) and not self._writing:
             deadlines.append(max(self._retry_at, now))
@@ -253,7 +257,7 @@ class Pipeline:
         except TimeoutError:
             pass
         self._wakeup.clear()
-        if (self._current.lines or self._current.tokens) and time.monotonic() >= self._batch_due():
+        if not self._current.empty and time.monotonic() >= self._batch_due():
             self._seal()
         elif not self._sealed and not self._writing and len(self._spool) and time.monotonic() >= self._retry_at:
             await self._drain()
@@ -365,7 +369,7 @@ class Pipeline:
         lines: list[str] = []
         self._add_reject(lines, Reject(RejectReason.WRITE_REJECTED, clip(station), "",
                                        clip(f"{exc.message} | {text}")), int(self._clock() * 1000))
-        self._current.lines.extend(lines)
+        self.add_points(lines)
 
     def _influx_down(self, exc: InfluxUnavailableError) -> None:
         if self._retry_delay == _RETRY_MIN:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -15,6 +15,7 @@ from ingest.spool import Spool
 from ingest.subscriber import AckToken
 from telemetry import registry
 from telemetry.codec import Decoder
+from tests.rig import until
 
 NOW = 1_795_000_000.0
 
@@ -33,11 +34,17 @@ class RecordingWriter:
         pass
 
 
-def make(tmp_path: Path, **kwargs: float) -> tuple[Pipeline, RecordingWriter]:
-    writer = RecordingWriter()
-    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=Spool(directory=tmp_path, max_bytes=10**6),
-                        metrics=Metrics(), clock=lambda: NOW, **kwargs)  # type: ignore[arg-type]
-    return pipeline, writer
+W = TypeVar("W", bound="RecordingWriter")
+
+
+def make(tmp_path: Path, writer: W, *, spool: Spool | None = None,
+         **kwargs: float) -> tuple[Pipeline, W, RecordingSubscriber]:
+    """A pipeline on the registry's stations at a fixed clock, with a recording subscriber attached."""
+    subscriber = RecordingSubscriber()
+    pipeline = Pipeline(registry=registry.load(), writer=writer, metrics=Metrics(), clock=lambda: NOW,
+                        spool=spool if spool is not None else Spool(directory=tmp_path, max_bytes=10**6), **kwargs)  # type: ignore[arg-type]
+    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    return pipeline, writer, subscriber
 
 
 def occupancy(seq: int) -> tuple[str, bytes, AckToken]:
@@ -46,14 +53,12 @@ def occupancy(seq: int) -> tuple[str, bytes, AckToken]:
 
 
 async def test_pipeline_seals_at_batch_points_and_on_the_timer(tmp_path: Path) -> None:
-    pipeline, writer = make(tmp_path, batch_points=3, batch_seconds=0.05)
+    pipeline, writer, _ = make(tmp_path, RecordingWriter(), batch_points=3, batch_seconds=0.05)
     task = asyncio.create_task(pipeline.run())
     try:
         for seq in range(1, 5):
             pipeline.on_message(*occupancy(seq))
-        async with asyncio.timeout(5):
-            while len(writer.bodies) < 2:
-                await asyncio.sleep(0.01)
+        await until(lambda: len(writer.bodies) >= 2, timeout=5, what="two writes")
     finally:
         task.cancel()
     assert [body.count(b"\n") + 1 for body in writer.bodies] == [3, 1]
@@ -61,13 +66,12 @@ async def test_pipeline_seals_at_batch_points_and_on_the_timer(tmp_path: Path) -
 
 
 async def test_pipeline_seals_when_the_stream_pauses(tmp_path: Path) -> None:
-    pipeline, writer = make(tmp_path, batch_seconds=30, batch_idle=0.02)
+    pipeline, writer, _ = make(tmp_path, RecordingWriter(), batch_seconds=30, batch_idle=0.02)
     task = asyncio.create_task(pipeline.run())
     try:
         pipeline.on_messages([occupancy(1), occupancy(2)])
-        async with asyncio.timeout(5):  # not the 30 s of batch_seconds: the pause after the last message
-            while not writer.bodies:
-                await asyncio.sleep(0.01)
+        # not the 30 s of batch_seconds: the pause after the last message
+        await until(lambda: writer.bodies, timeout=5, what="a write")
     finally:
         task.cancel()
     assert [body.count(b"\n") + 1 for body in writer.bodies] == [2]
@@ -75,7 +79,7 @@ async def test_pipeline_seals_when_the_stream_pauses(tmp_path: Path) -> None:
 
 async def test_pipeline_turns_an_unexpected_error_into_a_reject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
-    pipeline, writer = make(tmp_path)
+    pipeline, writer, _ = make(tmp_path, RecordingWriter())
 
     def broken(_self: Decoder, _topic: str, _payload: bytes) -> None:
         raise RuntimeError("boom")
@@ -124,34 +128,24 @@ class GatedWriter(RecordingWriter):
         self.bodies.append(body)
 
 
-async def wait_until(check: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5):
-        while not check():
-            await asyncio.sleep(0.005)
-
-
 async def test_concurrent_writes_are_acknowledged_in_message_order(tmp_path: Path) -> None:
-    writer = GatedWriter()
-    subscriber = RecordingSubscriber()
-    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=Spool(directory=tmp_path, max_bytes=10**6),
-                        metrics=Metrics(), clock=lambda: NOW, batch_points=1, write_concurrency=2, max_pending=3)
-    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    pipeline, writer, subscriber = make(tmp_path, GatedWriter(), batch_points=1, write_concurrency=2, max_pending=3)
     task = asyncio.create_task(pipeline.run())
     try:
         for seq in (1, 2, 3):
             pipeline.on_message(*occupancy(seq))
-        await wait_until(lambda: writer.started == [1, 2])  # two at once, the third waits
+        await until(lambda: writer.started == [1, 2], timeout=5)  # two at once, the third waits
         assert subscriber.paused  # three batches held
         writer.gates[2].set()
-        await wait_until(lambda: len(writer.bodies) == 1)
+        await until(lambda: len(writer.bodies) == 1, timeout=5)
         await asyncio.sleep(0.02)
         assert subscriber.acks == []  # 2 is written, but 1 is not: nothing may be acknowledged yet
         writer.gates[1].set()
-        await wait_until(lambda: writer.started == [1, 2, 3])
+        await until(lambda: writer.started == [1, 2, 3], timeout=5)
         assert subscriber.acks == [[(1, 1)], [(1, 2)]]
         assert not subscriber.paused
         writer.gates[3].set()
-        await wait_until(lambda: len(subscriber.acks) == 3)
+        await until(lambda: len(subscriber.acks) == 3, timeout=5)
     finally:
         task.cancel()
     assert subscriber.acks == [[(1, 1)], [(1, 2)], [(1, 3)]]
@@ -159,28 +153,25 @@ async def test_concurrent_writes_are_acknowledged_in_message_order(tmp_path: Pat
 
 
 async def test_concurrent_failed_writes_are_spooled_and_replayed_once(tmp_path: Path) -> None:
-    writer = GatedWriter(fail=2)
-    subscriber = RecordingSubscriber()
     spool = Spool(directory=tmp_path, max_bytes=10**6)
-    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=spool, metrics=Metrics(),
-                        clock=lambda: NOW, batch_points=1, write_concurrency=2)
-    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    pipeline, writer, subscriber = make(tmp_path, GatedWriter(fail=2), spool=spool, batch_points=1,
+                                        write_concurrency=2)
     for seq in (1, 2):
         writer.gates[seq] = asyncio.Event()
     task = asyncio.create_task(pipeline.run())
     try:
         pipeline.on_message(*occupancy(1))
         pipeline.on_message(*occupancy(2))
-        await wait_until(lambda: writer.started == [1, 2])
+        await until(lambda: writer.started == [1, 2], timeout=5)
         writer.gates[1].set()
         writer.gates[2].set()  # both fail: both batches go to the spool, then are acknowledged
-        await wait_until(lambda: len(subscriber.acks) == 2)
+        await until(lambda: len(subscriber.acks) == 2, timeout=5)
         assert len(spool) == 2
         writer.gates[3] = asyncio.Event()
         writer.gates[3].set()
         pipeline.on_message(*occupancy(3))  # spooled behind them while InfluxDB is still deemed down
-        await wait_until(lambda: len(subscriber.acks) == 3)
-        await wait_until(lambda: len(writer.bodies) == 3)  # the replay after the retry delay
+        await until(lambda: len(subscriber.acks) == 3, timeout=5)
+        await until(lambda: len(writer.bodies) == 3, timeout=5)  # the replay after the retry delay
     finally:
         task.cancel()
     assert [int(b.split(b"seq=")[1].split(b"i")[0]) for b in writer.bodies] == [1, 2, 3]
@@ -203,16 +194,13 @@ class DownWriter(RecordingWriter):
 
 async def test_writes_behind_a_failed_replay_wait_for_the_retry_delay(tmp_path: Path) -> None:
     """Three writes find the spool non-empty: one replay is tried, the others spool without trying again."""
-    writer, subscriber = DownWriter(), RecordingSubscriber()
     spool = Spool(directory=tmp_path, max_bytes=10**6)
     spool.append(b"occupancy,station=PL-KT-001 people=1i 1795000000000")
-    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=spool, metrics=Metrics(), clock=lambda: NOW,
-                        batch_points=1, write_concurrency=3)
-    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    pipeline, writer, subscriber = make(tmp_path, DownWriter(), spool=spool, batch_points=1, write_concurrency=3)
     task = asyncio.create_task(pipeline.run())
     try:
         pipeline.on_messages([occupancy(1), occupancy(2), occupancy(3)])
-        await wait_until(lambda: len(subscriber.acks) == 3)
+        await until(lambda: len(subscriber.acks) == 3, timeout=5)
     finally:
         task.cancel()
     assert writer.calls == 1
@@ -220,9 +208,8 @@ async def test_writes_behind_a_failed_replay_wait_for_the_retry_delay(tmp_path: 
 
 
 async def test_flush_at_shutdown_never_resumes_reading(tmp_path: Path) -> None:
-    pipeline, writer = make(tmp_path, batch_points=1, write_concurrency=1, max_pending=1)
-    subscriber = RecordingSubscriber()
-    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    pipeline, writer, subscriber = make(tmp_path, RecordingWriter(), batch_points=1, write_concurrency=1,
+                                        max_pending=1)
     pipeline.on_messages([occupancy(1), occupancy(2), occupancy(3)])
     subscriber.paused = True  # the service pauses reading, then flushes
     await pipeline.flush()
@@ -232,14 +219,11 @@ async def test_flush_at_shutdown_never_resumes_reading(tmp_path: Path) -> None:
 
 
 async def test_writes_failing_together_back_off_once(tmp_path: Path) -> None:
-    writer, subscriber = DownWriter(), RecordingSubscriber()
-    pipeline = Pipeline(registry=registry.load(), writer=writer, spool=Spool(directory=tmp_path, max_bytes=10**6),
-                        metrics=Metrics(), clock=lambda: NOW, batch_points=1, write_concurrency=2)
-    pipeline.attach(subscriber)  # type: ignore[arg-type]
+    pipeline, writer, subscriber = make(tmp_path, DownWriter(), batch_points=1, write_concurrency=2)
     task = asyncio.create_task(pipeline.run())
     try:
         pipeline.on_messages([occupancy(1), occupancy(2)])
-        await wait_until(lambda: len(subscriber.acks) == 2)
+        await until(lambda: len(subscriber.acks) == 2, timeout=5)
     finally:
         task.cancel()
     assert writer.calls == 2
