@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from firmware_stubs.config import ReplaySettings
 from gateway.exceptions import CredentialsError
 from gateway.provision import load_secrets
 from simulator.config import Settings, fault_flags, parse_start
@@ -20,6 +23,7 @@ from simulator.faults import MAX_AGE_DAYS, Scenario, load_scenario, scenario_fro
 from simulator.report import progress_line, summary_table
 from simulator.simulation import Broker, Progress, Simulation
 from simulator.synthetic import make_registry
+from telemetry.codec import describe
 from telemetry.registry import Registry, Station, load
 
 logger = logging.getLogger(__name__)
@@ -62,6 +66,7 @@ def simulation(args: argparse.Namespace, settings: Settings) -> Simulation:
     start = time.time() - args.backfill if args.backfill else parse_start(args.start)
     if start < time.time() - MAX_AGE_DAYS * 86400:
         raise SimulatorError(f"--start is more than {MAX_AGE_DAYS} days ago: ingest would reject every reading")
+    replay = replay_settings(args, settings)
     url = settings.mqtt
     chosen = stations(args, settings)
     _raise_file_limit(len(chosen))
@@ -71,11 +76,20 @@ def simulation(args: argparse.Namespace, settings: Settings) -> Simulation:
         stations=chosen, broker=broker,
         start=start, speed=None if math.isinf(speed) else speed, duration=args.duration, seed=args.seed,
         scenario=scenario(args),
-        replay_rate=args.replay_rate or settings.agent_replay_rate,
-        buffer_max=args.buffer_max or settings.agent_buffer_max,
+        replay_rate=replay.agent_replay_rate, buffer_max=replay.agent_buffer_max,
         buffer_path=args.buffer_file or ":memory:", drain_timeout=args.drain_timeout,
         on_progress=_progress if args.progress_interval > 0 else None,
         progress_interval=args.progress_interval or 1.0)
+
+
+def replay_settings(args: argparse.Namespace, settings: Settings) -> ReplaySettings:
+    """AGENT_REPLAY_RATE and AGENT_BUFFER_MAX for the agents, overridden by the flags, checked alike."""
+    flags = {"agent_replay_rate": args.replay_rate, "agent_buffer_max": args.buffer_max}
+    try:
+        return ReplaySettings.model_validate(
+            settings.model_dump(include=set(flags)) | {k: v for k, v in flags.items() if v is not None})
+    except ValidationError as exc:
+        raise SimulatorError(f"--replay-rate/--buffer-max: {describe(exc)}") from exc
 
 
 def _passwords(path: Path) -> dict[str, str]:

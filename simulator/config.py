@@ -13,18 +13,15 @@ import re
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import Field
-
+from firmware_stubs.config import ReplaySettings
 from simulator.exceptions import SimulatorError
 from simulator.faults import parse_duration
 from telemetry.settings import LogSettings, MqttSettings, RegistrySettings
 
 
-class Settings(MqttSettings, RegistrySettings, LogSettings):
-    agent_replay_rate: Annotated[float, Field(gt=0, le=100_000)] = 50.0
-    agent_buffer_max: Annotated[int, Field(ge=1)] = 500_000
+class Settings(MqttSettings, RegistrySettings, LogSettings, ReplaySettings):
+    pass
 
 
 FAULT_FLAGS = {
