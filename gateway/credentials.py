@@ -40,13 +40,29 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def replace_file(path: Path, text: str, *, mode: int) -> None:
+    """Replace ``path`` atomically: a reader (the broker on SIGHUP) sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask, and an old tmp keeps its own
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = -1
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    tmp.replace(path)
+
+
 class TokenStore:
     """The YAML file of API tokens: ``tokens: [{name, role, sha256}]``."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._by_digest: dict[str, Token] = {}
-        self._entries: list[dict[str, str]] = []
         if path.exists():
             self._load()
 
@@ -57,31 +73,22 @@ class TokenStore:
             if not isinstance(entries, list):
                 raise CredentialsError(f"{self.path}: expected a mapping with a 'tokens' list")
             for entry in entries:
-                token = Token(str(entry["name"]), Role(entry["role"]))
-                self._by_digest[str(entry["sha256"])] = token
-                self._entries.append({"name": token.name, "role": token.role.value, "sha256": str(entry["sha256"])})
+                self._by_digest[str(entry["sha256"])] = Token(str(entry["name"]), Role(entry["role"]))
         except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
             raise CredentialsError(f"{self.path}: cannot read the tokens file: {exc}") from exc
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def verify(self, token: str) -> Token | None:
         return self._by_digest.get(_digest(token))
 
     def add(self, name: str, role: Role) -> str:
         """Create a token, store its hash (file mode 0600) and return it: it is shown this once."""
-        if any(e["name"] == name for e in self._entries):
+        if any(t.name == name for t in self._by_digest.values()):
             raise CredentialsError(f"a token named {name!r} exists already")
         token = secrets.token_urlsafe(32)
-        self._entries.append({"name": name, "role": role.value, "sha256": _digest(token)})
         self._by_digest[_digest(token)] = Token(name, role)
+        entries = [{"name": t.name, "role": t.role.value, "sha256": d} for d, t in self._by_digest.items()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            yaml.safe_dump({"tokens": self._entries}, out, sort_keys=False)
-        tmp.replace(self.path)
+        replace_file(self.path, yaml.safe_dump({"tokens": entries}, sort_keys=False), mode=0o600)
         return token
 
 

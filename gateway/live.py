@@ -53,18 +53,17 @@ class StationNow:
 class LiveState:
     """Per-station state, updated from MQTT messages; read by the API."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self._decoder = Decoder(registry)
+    def __init__(self, registry: Registry, decoder: Decoder) -> None:
+        self._decoder = decoder
         self.stations: dict[str, StationNow] = {s.id: StationNow() for s in registry.stations}
         self.messages = 0
 
     def get(self, station_id: str) -> StationNow:
         return self.stations[station_id]
 
-    def on_message(self, topic: str, payload: bytes, *, now_ms: int | None = None) -> None:
+    def on_message(self, topic: str, payload: bytes) -> None:
         """Apply one MQTT message; invalid ones are ignored here (ingest counts them)."""
-        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        now_ms = int(time.time() * 1000)
         self.messages += 1
         decoded = self._decoder.decode(topic, payload)
         station = decoded.station

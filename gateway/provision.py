@@ -22,7 +22,6 @@ station, so each user's entries say exactly what it may do.
 
 from __future__ import annotations
 
-import os
 import secrets
 import stat
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import Final
 
 import yaml
 
-from gateway.credentials import check_password, hash_password, read_password_file
+from gateway.credentials import check_password, hash_password, read_password_file, replace_file
 from gateway.exceptions import CredentialsError
 from telemetry.contract import TELEMETRY_KINDS, TOPIC_ROOT, Kind, topic
 from telemetry.registry import Registry
@@ -119,10 +118,10 @@ def provision(registry: Registry, out: Path, *, secrets_file: Path | None = None
     out.mkdir(parents=True, exist_ok=True)
     secrets_path.parent.mkdir(parents=True, exist_ok=True)
     if added or not secrets_path.exists():  # written before the hashes: never a hash without its password
-        _write(secrets_path, _secrets_text(passwords), mode=0o600)
+        replace_file(secrets_path, _secrets_text(passwords), mode=0o600)
     lines = [f"{user}:{_hash(passwords[user], hashes.get(user))}" for user in users]
-    _write(passwd_path, "\n".join(lines) + "\n", mode=0o644)
-    _write(acl_path, acl_text(registry), mode=0o644)
+    replace_file(passwd_path, "\n".join(lines) + "\n", mode=0o644)
+    replace_file(acl_path, acl_text(registry), mode=0o644)
     removed = tuple(sorted(set(hashes) - set(users)))
     return Provisioned(passwd_path, acl_path, secrets_path, users, added, removed)
 
@@ -136,20 +135,3 @@ def _secrets_text(passwords: dict[str, str]) -> str:
     head = ("# MQTT passwords of yizhan (python -m gateway provision). Secret: keep this file mode 0600.\n"
             "# A station's agent gets its own as STATION_PASSWORD; ingest and gateway theirs in MQTT_URL.\n")
     return head + yaml.safe_dump(passwords, sort_keys=False, default_flow_style=False)
-
-
-def _write(path: Path, text: str, *, mode: int) -> None:
-    """Replace ``path`` atomically: a reader (the broker on SIGHUP) sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask, and an old tmp keeps its own
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fd = -1
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    tmp.replace(path)

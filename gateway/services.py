@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -44,7 +43,6 @@ class GatewayMetrics:
 
 @dataclass(slots=True)
 class Services:
-    settings: Settings
     registry: Registry
     live: LiveState
     influx: InfluxReader
@@ -54,7 +52,6 @@ class Services:
     decoder: Decoder
     metrics: GatewayMetrics
     geo: GeoIndex
-    started: float = field(default_factory=time.time)
     cache: dict[str, tuple[float, object]] = field(default_factory=dict)
     cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -63,7 +60,8 @@ class Services:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Open InfluxDB and MQTT, seed live state, run the subscription; close all on exit."""
     registry = settings.load_registry()
-    live = LiveState(registry)
+    decoder = Decoder(registry)  # one for the live state and the HTTP ingress: same verdicts, one route cache
+    live = LiveState(registry, decoder)
     metrics = GatewayMetrics()
     mqtt = settings.mqtt
     link = MqttLink(host=mqtt.host, port=mqtt.port, username=mqtt.username, password=mqtt.password,
@@ -80,8 +78,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             logger.warning("cannot seed live state from InfluxDB (%s): stations start unknown", exc)
         task = asyncio.create_task(link.run(), name="mqtt")
         try:
-            yield Services(settings, registry, live, influx, link, TokenStore(settings.gateway_tokens_file),
-                           StationPasswords(settings.station_password_file), Decoder(registry), metrics,
+            yield Services(registry, live, influx, link, TokenStore(settings.gateway_tokens_file),
+                           StationPasswords(settings.station_password_file), decoder, metrics,
                            GeoIndex(registry.reporting))
         finally:
             task.cancel()

@@ -26,9 +26,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     registry = settings.load_registry()
     metrics = Metrics()
     spool = Spool(directory=settings.ingest_spool_dir, max_bytes=int(settings.ingest_spool_max_mb * 1024 * 1024))
-    writer = make_writer(url=settings.influx_url, database=settings.influx_db, username=settings.influx_username,
-                         password=settings.influx_password, token=settings.influx_token, org=settings.influx_org,
-                         bucket=settings.influx_bucket, ca_file=settings.influx_ca_file)
+    writer = make_writer(settings)
     stats = Stats(instance=settings.mqtt_client_id, metrics=metrics)
     pipeline = Pipeline(registry=registry, writer=writer, spool=spool, metrics=metrics, stats=stats,
                         batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds,

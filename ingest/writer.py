@@ -17,6 +17,7 @@ from typing import Protocol, Self
 import httpx
 
 from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError
+from telemetry.settings import InfluxSettings
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +141,10 @@ class InfluxV2Writer:
         await self._client.close()  # type: ignore[no-untyped-call]
 
 
-def make_writer(*, url: str, database: str, username: str | None, password: str | None, token: str | None,
-                org: str | None, bucket: str | None, ca_file: Path | None) -> Writer:
-    """The 2.x writer when a token is set, else the 1.x one."""
-    if token:
-        return InfluxV2Writer(url=url, token=token, org=org or "", bucket=bucket or database, ca_file=ca_file)
-    return InfluxV1Writer(url=url, database=database, username=username, password=password, ca_file=ca_file)
+def make_writer(s: InfluxSettings) -> Writer:
+    """The 2.x writer when a token is set (``InfluxSettings.influx_v2``), else the 1.x one."""
+    if s.influx_v2 and s.influx_token:
+        return InfluxV2Writer(url=s.influx_url, token=s.influx_token, org=s.influx_org or "",
+                              bucket=s.influx_bucket or s.influx_db, ca_file=s.influx_ca_file)
+    return InfluxV1Writer(url=s.influx_url, database=s.influx_db, username=s.influx_username,
+                          password=s.influx_password, ca_file=s.influx_ca_file)

@@ -146,12 +146,12 @@ class LogSettings(_Base):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-def parse_addr(value: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+def parse_addr(value: str) -> tuple[str, int]:
     """``host:port`` (or ``:port``) for a listening address."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected host:port, got {value!r}")
-    return host.strip("[]") or default_host, int(port)
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 S = TypeVar("S", bound=BaseSettings)

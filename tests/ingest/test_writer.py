@@ -12,6 +12,7 @@ import pytest
 
 from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError
 from ingest.writer import InfluxV1Writer, InfluxV2Writer, make_writer
+from telemetry.settings import InfluxSettings
 from tests.rig import Influxd, free_port
 
 
@@ -55,8 +56,8 @@ def influx2() -> Iterator[FakeInflux2]:
 
 
 async def test_writer_v2_posts_line_protocol_with_token_bucket_org_and_ms(influx2: FakeInflux2) -> None:
-    writer = make_writer(url=influx2.url, database="ignored", username=None, password=None, token="s3cret",
-                         org="union", bucket="yizhan", ca_file=None)
+    writer = make_writer(InfluxSettings(influx_url=influx2.url, influx_db="ignored", influx_token="s3cret",
+                                        influx_org="union", influx_bucket="yizhan"))
     assert isinstance(writer, InfluxV2Writer)
     try:
         await writer.write(b"occupancy,station=PL-KT-001 people=1i 1795000000000")
