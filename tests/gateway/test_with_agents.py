@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from telemetry import registry
 from tests.gateway.conftest import Stack, start_stack
 from tests.mqtt import Collector
 from tests.rig import ROOT, Influxd, child_env, wait_for
@@ -56,11 +57,14 @@ def test_gateway_with_the_simulated_city_every_endpoint_agrees_with_the_data(cit
     assert nearest
     assert [s["distance_m"] for s in nearest] == sorted(s["distance_m"] for s in nearest)
     assert all(s["online"] and s["free_seats"] > 0 for s in nearest)
+    station = registry.load().get(S)
+    assert station is not None
+    devices = {"charger": {c.id for c in station.chargers}, "sensor": set(station.sensors)}
     for kind, tag in (("occupancy", None), ("charger", "charger"), ("temperature", "sensor")):
         history = city.viewer.get(f"/v1/stations/{S}/readings", params={"kind": kind, "every": "5m"}).json()
         assert history["series"], kind
-        if tag:
-            assert {s["tags"][tag] for s in history["series"]}, kind
+        if tag:  # a series per device of the station
+            assert {s["tags"][tag] for s in history["series"]} == devices[tag], kind
         assert sum(len(s["points"]) for s in history["series"]) >= 10, kind
     detail = city.viewer.get(f"/v1/stations/{S}").json()
     assert all(c["sockets_in_use"] is not None and c["energy_wh"] is not None for c in detail["chargers"])
