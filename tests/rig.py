@@ -99,13 +99,14 @@ async def until(check: Callable[[], T], *, timeout: float = 30.0, interval: floa
     return poll.last  # type: ignore[return-value]
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Ask ``proc`` to stop with ``sig``; kill it if it has not within ``timeout`` seconds."""
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
@@ -164,11 +165,11 @@ class Mosquitto:
         if self.proc is not None and self.proc.poll() is not None:
             log = self.dir / "mosquitto.log"
             raise AssertionError(f"mosquitto exited: {log.read_text()[-2000:] if log.exists() else 'no log'}")
-        return _port_open(self.port)
+        return port_open(self.port)
 
     def stop(self) -> None:
         if self.proc:
-            _stop(self.proc)
+            stop_process(self.proc)
             self.proc = None
 
     def restart(self) -> None:
@@ -241,7 +242,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc:
-            _stop(self.proc, sig)
+            stop_process(self.proc, sig)
             self.proc = None
 
     def query(self, q: str, db: str | None = None) -> list[dict[str, Any]]:
@@ -345,7 +346,7 @@ class ServiceProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         if self.proc is None:
             return None
-        _stop(self.proc, sig, timeout)
+        stop_process(self.proc, sig, timeout)
         code = self.proc.returncode
         self.proc = None
         return code

@@ -15,7 +15,6 @@ until the session ends, so "now" panels and ingest's statistics have fresh data.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ import pytest
 import yaml
 
 from telemetry.registry import load
-from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, wait_for
+from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, stop_process, wait_for
 
 STATIONS = ("PL-KT-001", "PL-KT-007", "PL-KT-008", "PL-HT-004")
 COLD = "PL-KT-001"
@@ -92,13 +91,8 @@ def simulated_day(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) ->
         sys.stderr.write(f"\nsimulated day backfilled in {time.monotonic() - started:.1f} s\n")
         yield day
     finally:
-        if simulator is not None and simulator.poll() is None:
-            simulator.send_signal(signal.SIGTERM)
-            try:
-                simulator.wait(15)
-            except subprocess.TimeoutExpired:
-                simulator.kill()
-                simulator.wait()
+        if simulator is not None:
+            stop_process(simulator, timeout=15)
         ingest.stop()
         broker.stop()
 

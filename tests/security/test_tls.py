@@ -17,9 +17,20 @@ import pytest
 from gateway.credentials import Role, TokenStore
 from telemetry.contract import Kind, topic
 from tests.payloads import now_ms, occupancy
-from tests.rig import ROOT, GatewayProcess, Influxd, IngestProcess, Mosquitto, child_env, free_port, wait_for
+from tests.rig import (
+    ROOT,
+    GatewayProcess,
+    Influxd,
+    IngestProcess,
+    Mosquitto,
+    child_env,
+    free_port,
+    port_open,
+    stop_process,
+    wait_for,
+)
 from tests.security.certs import Authority, Issued, authority
-from tests.security.conftest import Credentials, Session, provisioned
+from tests.security.conftest import Credentials, Session
 
 S = "PL-KT-003"
 
@@ -50,17 +61,12 @@ def pki(tmp_path: Path) -> Pki:
 
 
 @pytest.fixture
-def creds(tmp_path: Path) -> Credentials:
-    return provisioned(tmp_path / "auth")
-
-
-@pytest.fixture
-def tls_broker(tmp_path: Path, pki: Pki, creds: Credentials) -> Iterator[TlsBroker]:
+def tls_broker(tmp_path: Path, pki: Pki, credentials: Credentials) -> Iterator[TlsBroker]:
     port, cert_port = free_port(), free_port()
     files = f"cafile {pki.ca.cert}\ncertfile {pki.broker.cert}\nkeyfile {pki.broker.key}\n"
-    broker = Mosquitto(tmp_path / "mosquitto", extra=creds.broker_config() + f"listener {port} 127.0.0.1\n{files}"
+    broker = Mosquitto(tmp_path / "mosquitto", extra=credentials.broker_config() + f"listener {port} 127.0.0.1\n{files}"
                        f"listener {cert_port} 127.0.0.1\n{files}require_certificate true\n").start()
-    wait_for(lambda: _port_open(port) and _port_open(cert_port), timeout=10, what="the TLS listeners")
+    wait_for(lambda: port_open(port) and port_open(cert_port), timeout=10, what="the TLS listeners")
     yield TlsBroker(broker, port, cert_port)
     broker.stop()
 
@@ -70,11 +76,6 @@ def https_influxd(tmp_path: Path, pki: Pki) -> Iterator[Influxd]:
     server = Influxd(tmp_path / "influxd", https=(pki.influxd.cert, pki.influxd.key), ca=pki.ca.cert).start()
     yield server
     server.stop()
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _refused(port: int, user: str, password: str, *, tls: ssl.SSLContext) -> bool:
@@ -98,22 +99,22 @@ def _context(ca: Path, client: Issued | None = None) -> ssl.SSLContext:
     return ctx
 
 
-def test_tls_agent_to_influxdb_and_the_gateway_all_encrypted(tmp_path: Path, pki: Pki, creds: Credentials,
+def test_tls_agent_to_influxdb_and_the_gateway_all_encrypted(tmp_path: Path, pki: Pki, credentials: Credentials,
                                                              tls_broker: TlsBroker,
                                                              https_influxd: Influxd) -> None:
     db = "tls"
-    ingest = IngestProcess(tmp_path / "ingest", MQTT_URL=creds.url(tls_broker.broker, "ingest", port=tls_broker.cert_port,
+    ingest = IngestProcess(tmp_path / "ingest", MQTT_URL=credentials.url(tls_broker.broker, "ingest", port=tls_broker.cert_port,
                                                                    scheme="mqtts"),
                            MQTT_CA_FILE=str(pki.ca.cert), MQTT_CERT_FILE=str(pki.ingest.cert),
                            MQTT_KEY_FILE=str(pki.ingest.key), INFLUX_URL=https_influxd.url, INFLUX_DB=db,
                            INFLUX_CA_FILE=str(pki.ca.cert), INGEST_BATCH_SECONDS="0.1")
-    gateway = GatewayProcess(tmp_path / "gateway", MQTT_URL=creds.url(tls_broker.broker, "gateway",
+    gateway = GatewayProcess(tmp_path / "gateway", MQTT_URL=credentials.url(tls_broker.broker, "gateway",
                                                                       port=tls_broker.port, scheme="mqtts"),
                              MQTT_CA_FILE=str(pki.ca.cert), INFLUX_URL=https_influxd.url, INFLUX_DB=db,
-                             INFLUX_CA_FILE=str(pki.ca.cert), STATION_PASSWORD_FILE=str(creds.files.passwd))
+                             INFLUX_CA_FILE=str(pki.ca.cert), STATION_PASSWORD_FILE=str(credentials.files.passwd))
     operator = TokenStore(Path(gateway.env["GATEWAY_TOKENS_FILE"])).add("on-call", Role.OPERATOR)
     env = child_env({"MQTT_URL": f"mqtts://127.0.0.1:{tls_broker.port}", "MQTT_CA_FILE": str(pki.ca.cert),
-                     "STATION_PASSWORD": creds.passwords[S], "AGENT_BUFFER_PATH": str(tmp_path / "agent.sqlite3")})
+                     "STATION_PASSWORD": credentials.passwords[S], "AGENT_BUFFER_PATH": str(tmp_path / "agent.sqlite3")})
     ingest.start()
     gateway.start()
     with (tmp_path / "agent.log").open("wb") as log:
@@ -134,7 +135,7 @@ def test_tls_agent_to_influxdb_and_the_gateway_all_encrypted(tmp_path: Path, pki
         assert result.status_code == 200, result.text
         assert result.json()["acknowledged"] is True
         # HTTP ingress: the gateway publishes for the station over mqtts, ingest stores it
-        posted = api.post(f"/v1/stations/{S}/telemetry", params={"kind": "occupancy"}, auth=(S, creds.passwords[S]),
+        posted = api.post(f"/v1/stations/{S}/telemetry", params={"kind": "occupancy"}, auth=(S, credentials.passwords[S]),
                           json=occupancy(10_000, 4, ts=now_ms() - 100))
         assert posted.status_code == 202, posted.text
         wait_for(lambda: https_influxd.count("occupancy", "seq", db, "WHERE seq = 10000") == 1,
@@ -142,16 +143,15 @@ def test_tls_agent_to_influxdb_and_the_gateway_all_encrypted(tmp_path: Path, pki
         assert https_influxd.count("ingest_rejects", "detail", db) == 0
     finally:
         api.close()
-        agent.terminate()
-        agent.wait(15)
+        stop_process(agent, timeout=15)
         gateway.stop()
         ingest.stop()
 
 
 def test_tls_clients_that_do_not_trust_the_ca_or_lack_a_certificate_are_refused(
-        tmp_path: Path, pki: Pki, creds: Credentials, tls_broker: TlsBroker) -> None:
+        tmp_path: Path, pki: Pki, credentials: Credentials, tls_broker: TlsBroker) -> None:
     port, cert_port = tls_broker.port, tls_broker.cert_port
-    ok = Session(port, S, creds.passwords[S], tls=_context(pki.ca.cert))
+    ok = Session(port, S, credentials.passwords[S], tls=_context(pki.ca.cert))
     assert ok.accepted
     ok.close()
     for ctx in (ssl.create_default_context(), _context(pki.stranger.cert)):  # system CAs; another CA
@@ -160,15 +160,15 @@ def test_tls_clients_that_do_not_trust_the_ca_or_lack_a_certificate_are_refused(
                 ctx.wrap_socket(raw, server_hostname="127.0.0.1"):
             pass
     # the listener that requires a client certificate: none, or one of another CA
-    assert _refused(cert_port, S, creds.passwords[S], tls=_context(pki.ca.cert))
-    assert _refused(cert_port, S, creds.passwords[S], tls=_context(pki.ca.cert, pki.stranger.issue("mallory",
+    assert _refused(cert_port, S, credentials.passwords[S], tls=_context(pki.ca.cert))
+    assert _refused(cert_port, S, credentials.passwords[S], tls=_context(pki.ca.cert, pki.stranger.issue("mallory",
                                                                                                   server=False)))
-    with_cert = Session(cert_port, S, creds.passwords[S], tls=_context(pki.ca.cert, pki.ingest))
+    with_cert = Session(cert_port, S, credentials.passwords[S], tls=_context(pki.ca.cert, pki.ingest))
     assert with_cert.accepted
     with_cert.close()
 
     # ingest configured with another CA: it never connects, and says why
-    ingest = IngestProcess(tmp_path / "ingest", MQTT_URL=creds.url(tls_broker.broker, "ingest", port=port,
+    ingest = IngestProcess(tmp_path / "ingest", MQTT_URL=credentials.url(tls_broker.broker, "ingest", port=port,
                                                                    scheme="mqtts"),
                            MQTT_CA_FILE=str(pki.stranger.cert), INFLUX_URL="http://127.0.0.1:9")
     ingest.start(wait_ready=False)
