@@ -200,7 +200,7 @@ def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, w
     if queued:
         connected = broker.dir / "mosquitto.log"
         wait_for(lambda: connected.read_text().count(f" as {client_id} ") >= 2, what="mosquitto_sub connected")
-        publish_while_stopped(sub, broker, files)
+        publish_while_stopped([sub], broker, files)
     broker0, _ = proc_stats(broker.proc.pid)
     box0 = box_busy()
     started = time.monotonic()
@@ -220,10 +220,19 @@ def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, w
                   round(proc_stats(broker.proc.pid)[0] - broker0, 2), None, round(box / seconds, 2))
 
 
-def publish_while_stopped(subscriber: subprocess.Popen[bytes], broker: Mosquitto,
+def ingest_env(broker: Mosquitto, influxd: Influxd, db: str, work: Path, client_id: str,
+               **extra: str) -> dict[str, str]:
+    """The settings of a benchmark's ingest process: this broker and InfluxDB, its own spool and HTTP port."""
+    return {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": client_id,
+            "INGEST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "INGEST_SPOOL_DIR": str(work / client_id),
+            "LOG_LEVEL": "INFO", **extra}
+
+
+def publish_while_stopped(subscribers: list[subprocess.Popen[bytes]], broker: Mosquitto,
                           files: list[tuple[str, Path]]) -> None:
-    """SIGSTOP the subscriber (its connection stays), publish the whole feed; the caller sends SIGCONT."""
-    subscriber.send_signal(signal.SIGSTOP)
+    """SIGSTOP the subscribers (their connections stay), publish the whole feed; the caller sends SIGCONT."""
+    for subscriber in subscribers:
+        subscriber.send_signal(signal.SIGSTOP)
     for p in publishers(broker, files):
         p.wait()
 
@@ -240,10 +249,7 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
     time runs from its SIGCONT to the last reading queryable.
     """
     db = f"bench_{case}_{uuid.uuid4().hex[:6]}"
-    http_port = free_port()
-    env = {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": f"bench-{db}",
-           "INGEST_HTTP_ADDR": f"127.0.0.1:{http_port}", "INGEST_SPOOL_DIR": str(work / db / "spool"),
-           "LOG_LEVEL": "INFO"}
+    env = ingest_env(broker, influxd, db, work, f"bench-{db}")
     log = work / f"{db}.log"
     files = write_feed(topics, work / db)
     proc = start_ingest(cmd, env, log)
@@ -254,7 +260,7 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
                  what=f"{case} ingest ready")
         influxd.query(f'CREATE DATABASE "{db}"')
         if queued:
-            publish_while_stopped(proc, broker, files)
+            publish_while_stopped([proc], broker, files)
         assert broker.proc is not None  # noqa: S101 - started
         assert influxd.proc is not None  # noqa: S101 - started
         servers = (proc.pid, broker.proc.pid, influxd.proc.pid)
@@ -271,7 +277,7 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
 
             def all_written() -> bool:
                 nonlocal count, delivered
-                counters = ingest_counters(http_port)
+                counters = ingest_counters(env["INGEST_HTTP_ADDR"])
                 if delivered is None and counters.get("ingest_messages_received_total", 0) >= messages:
                     delivered = time.monotonic() - started
                 if counters and counters.get("ingest_points_written_total", 0) < n:
@@ -298,10 +304,10 @@ def run_case(case: str, cmd: list[str], topics: dict[str, list[str]], n: int, br
                   round(cpu1[2] - cpu0[2], 2), round(box / seconds, 2))
 
 
-def ingest_counters(http_port: int) -> dict[str, float]:
+def ingest_counters(addr: str) -> dict[str, float]:
     """Ingest's /metrics; empty when it does not answer (the naive baseline has none)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://{addr}/metrics", timeout=2) as resp:
             return parse_metrics(resp.read().decode())
     except OSError:
         return {}

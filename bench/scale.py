@@ -28,23 +28,24 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
-from bench.ingest_throughput import feed, proc_stats, publishers, start_ingest, write_feed
+from bench.ingest_throughput import (
+    feed,
+    ingest_counters,
+    ingest_env,
+    proc_stats,
+    publish_while_stopped,
+    publishers,
+    start_ingest,
+    write_feed,
+)
 from simulator.synthetic import make_registry
 from telemetry import registry
-from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, child_env, free_port, parse_metrics, wait_for
+from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, child_env, wait_for
 
 _PROGRESS = re.compile(r"(\d+) connected \| readings ([\d,]+) produced, ([\d,]+) acked, ([\d,]+) buffered")
-
-
-def ingest_env(broker: Mosquitto, influxd: Influxd, db: str, work: Path, client_id: str,
-               **extra: str) -> dict[str, str]:
-    return {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": client_id,
-            "INGEST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "INGEST_SPOOL_DIR": str(work / client_id),
-            "LOG_LEVEL": "INFO", **extra}
 
 
 def scale_ingest(n: int, processes: int, work: Path, *, queued: bool = False) -> dict[str, object]:
@@ -62,10 +63,7 @@ def scale_ingest(n: int, processes: int, work: Path, *, queued: bool = False) ->
         influxd.query(f'CREATE DATABASE "{db}"')
         pubs = []
         if queued:
-            for p in procs:
-                p.send_signal(signal.SIGSTOP)
-            for pub in publishers(broker, files):
-                pub.wait()
+            publish_while_stopped(procs, broker, files)
         cpu0 = sum(proc_stats(p.pid)[0] for p in procs)
         started = time.monotonic()
         if queued:
@@ -80,7 +78,7 @@ def scale_ingest(n: int, processes: int, work: Path, *, queued: bool = False) ->
         for p in pubs:
             p.wait()
         distinct = influxd.count("occupancy", "people", db)
-        received = [int(_received(env["INGEST_HTTP_ADDR"])) for env in envs]
+        received = [int(ingest_counters(env["INGEST_HTTP_ADDR"])["ingest_messages_received_total"]) for env in envs]
     finally:
         for p in procs:
             p.terminate()
@@ -92,10 +90,6 @@ def scale_ingest(n: int, processes: int, work: Path, *, queued: bool = False) ->
             "readings_per_s": round(n / seconds), "ingest_cpu_s_per_1000": round(cpu / n * 1000, 4),
             "messages_per_process": received}
 
-
-def _received(addr: str) -> float:
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as r:
-        return parse_metrics(r.read().decode()).get("ingest_messages_received_total", 0.0)
 
 
 def scale_agents(stations: int, minutes: float, per_process: int, work: Path) -> dict[str, object]:
