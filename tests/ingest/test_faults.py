@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import IngestFactory
@@ -123,35 +124,33 @@ def test_faults_write_rejected_points_are_narrowed_down(broker: Mosquitto, influ
     assert influxd.count("temperature", "celsius", db) == 1
 
 
+def run_ingest(**env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m ingest`` with only ``env`` (and PATH): for settings it must refuse at start."""
+    return subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                          env={"PATH": "/usr/bin:/bin", **env}, check=False)
+
+
 def test_faults_bad_setting_names_the_variable() -> None:
-    proc = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                          env={"INFLUX_URL": "ftp://nowhere", "MQTT_URL": "mqtt://", "PATH": "/usr/bin:/bin"},
-                          check=False)
+    proc = run_ingest(INFLUX_URL="ftp://nowhere", MQTT_URL="mqtt://")
     assert proc.returncode == 2
     assert "INFLUX_URL: Value error, must be an http:// or https:// URL, got 'ftp://nowhere'" in proc.stderr
     assert "MQTT_URL: Value error, no host in 'mqtt://'" in proc.stderr
 
 
-def test_faults_bad_registry_refuses_to_start(tmp_path: object) -> None:
-    from pathlib import Path  # noqa: PLC0415
-    bad = Path(str(tmp_path)) / "stations.yaml"
+def test_faults_bad_registry_refuses_to_start(tmp_path: Path) -> None:
+    bad = tmp_path / "stations.yaml"
     bad.write_text("stations:\n  - {id: PL-KT-1, name: x, district: kongtong, kind: smart, capacity: 1,"
                    " location: {lat: 1, lon: 1}}\n")
-    proc = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                          env={"STATIONS_FILE": str(bad), "PATH": "/usr/bin:/bin"}, check=False)
+    proc = run_ingest(STATIONS_FILE=str(bad))
     assert proc.returncode != 0
     assert "station #1 (PL-KT-1): id: Value error, malformed id" in proc.stderr
 
 
-def test_faults_unreadable_tls_files_are_named_at_start(tmp_path: object) -> None:
-    env = {"MQTT_CA_FILE": "/nonexistent/ca.pem", "INFLUX_CA_FILE": "/nonexistent/influx-ca.pem",
-           "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                          env=env, check=False)
+def test_faults_unreadable_tls_files_are_named_at_start() -> None:
+    proc = run_ingest(MQTT_CA_FILE="/nonexistent/ca.pem", INFLUX_CA_FILE="/nonexistent/influx-ca.pem")
     assert proc.returncode == 2
     assert "MQTT_CA_FILE: Value error, cannot read /nonexistent/ca.pem" in proc.stderr
     assert "INFLUX_CA_FILE: Value error, cannot read /nonexistent/influx-ca.pem" in proc.stderr
-    alone = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                           env={"MQTT_KEY_FILE": str(ROOT / "README.md"), "PATH": "/usr/bin:/bin"}, check=False)
+    alone = run_ingest(MQTT_KEY_FILE=str(ROOT / "README.md"))
     assert alone.returncode == 2
     assert "MQTT_KEY_FILE is set without MQTT_CERT_FILE" in alone.stderr
