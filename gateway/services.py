@@ -52,8 +52,8 @@ class Services:
     decoder: Decoder
     metrics: GatewayMetrics
     geo: GeoIndex
-    cache: dict[str, tuple[float, object]] = field(default_factory=dict)
-    cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    summary: tuple[float, bytes] | None = None  # (when, JSON body) of /v1/summary, recomputed after a second
+    summary_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,7 @@ from telemetry.registry import DISTRICT_CODES, Station
 router = APIRouter(tags=["summary"], responses=problems.responses(401))
 
 
-def _totals(stations: list[Station], live: LiveState) -> dict[str, object]:
+def _totals(stations: list[Station], live: LiveState) -> tuple[dict[str, int], Coldest | None]:
     online = offline = people = free = in_use = 0
     coldest: Coldest | None = None
     for station in stations:
@@ -36,7 +36,7 @@ def _totals(stations: list[Station], live: LiveState) -> dict[str, object]:
     return {"stations": len(stations), "reporting": reporting, "online": online, "offline": offline,
             "unknown": reporting - online - offline, "people": people,
             "capacity": sum(s.capacity for s in stations if s.reports), "free_seats": free,
-            "sockets_total": sum(sockets_total(s) for s in stations), "sockets_in_use": in_use, "coldest": coldest}
+            "sockets_total": sum(sockets_total(s) for s in stations), "sockets_in_use": in_use}, coldest
 
 
 @router.get("/v1/summary", summary="Stations online, people, free seats, sockets in use, coldest station",
@@ -44,20 +44,28 @@ def _totals(stations: list[Station], live: LiveState) -> dict[str, object]:
 async def summary(services: ServicesDep, _: Viewer) -> Response:
     """Computed at most once a second, by one request while the others wait for it (single flight):
     with tens of thousands of stations it walks them all."""
-    cached = services.cache.get("summary")
+    cached = services.summary
     if cached is None or time.monotonic() - cached[0] >= 1.0:
-        async with services.cache_lock:
-            cached = services.cache.get("summary")
+        async with services.summary_lock:
+            cached = services.summary
             if cached is None or time.monotonic() - cached[0] >= 1.0:
                 body = await asyncio.to_thread(lambda: _summary(services).model_dump_json().encode())
-                cached = services.cache["summary"] = (time.monotonic(), body)
-    assert isinstance(cached[1], bytes)  # noqa: S101 - only bytes are cached under this key
+                cached = services.summary = (time.monotonic(), body)
     return Response(cached[1], media_type="application/json")
 
 
 def _summary(services: Services) -> Summary:
-    stations = list(services.registry.stations)
-    districts = [DistrictTotals.model_validate({"district": d, **_totals([s for s in stations if s.district == d],
-                                                                         services.live)})
-                 for d in DISTRICT_CODES]
-    return Summary(city=Totals.model_validate(_totals(stations, services.live)), districts=districts)
+    """One pass over the stations, by district; the city is the sum of its districts."""
+    by_district: dict[str, list[Station]] = {d: [] for d in DISTRICT_CODES}
+    order: dict[str, int] = {}
+    for i, station in enumerate(services.registry.stations):
+        by_district[station.district].append(station)
+        order[station.id] = i
+    parts = {d: _totals(stations, services.live) for d, stations in by_district.items()}
+    city = {k: sum(counts[k] for counts, _ in parts.values()) for k in next(iter(parts.values()))[0]}
+    colds = [coldest for _, coldest in parts.values() if coldest is not None]
+    # the first in registry order among equally cold stations, as one pass over the city would find
+    coldest = min(colds, key=lambda c: (c.celsius, order[c.station])) if colds else None
+    return Summary(city=Totals.model_validate({**city, "coldest": coldest}),
+                   districts=[DistrictTotals.model_validate({"district": d, **counts, "coldest": cold})
+                              for d, (counts, cold) in parts.items()])
