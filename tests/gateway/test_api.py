@@ -250,12 +250,18 @@ def test_gateway_token_command_prints_the_token_once_and_stores_its_hash(tmp_pat
     assert "exists already" in again.stderr
 
 
-def test_gateway_readyz_follows_influxdb_and_restart_seeds_live_state(tmp_path: Path) -> None:
-    influxd = Influxd(tmp_path / "influxd").start()
+def test_gateway_readyz_follows_influxdb_and_restart_seeds_live_state(tmp_path: Path, own_influxd: Influxd) -> None:
+    influxd = own_influxd
     stack = start_stack(tmp_path, influxd)
     try:
-        publish(stack.broker.port, [(t(S, "occupancy"), occupancy(1, 9, ts=now_ms() - 1000))])
-        wait_for(lambda: influxd.count("occupancy", "people", stack.db) == 1, what="the reading in InfluxDB")
+        ts = now_ms() - 1000
+        publish(stack.broker.port, [
+            (t(S, "occupancy"), occupancy(1, 9, ts=ts)),
+            (t(S, "charger"), charger(2, "C2", 7, ts=ts, fault="E07")),
+            (t(S, "temperature"), temperature(3, "indoor", 16.5, ts=ts)),
+            (t(S, "status"), {"ts": ts, "state": "online", "fw": "2.0.1", "buffered": 4}),
+        ])
+        wait_for(lambda: influxd.count("station_status", "online", stack.db) == 1, what="the readings in InfluxDB")
         influxd.stop()
         readyz = stack.anonymous.get("/readyz")
         assert_problem(readyz, 503, "not ready: influxdb down")
@@ -265,8 +271,12 @@ def test_gateway_readyz_follows_influxdb_and_restart_seeds_live_state(tmp_path: 
         influxd.start()
         wait_for(lambda: stack.anonymous.get("/readyz").status_code == 200, what="ready again")
         stack.gateway.stop()
-        stack.gateway.start()  # the reading is not retained: only InfluxDB can tell the new process
-        assert stack.viewer.get(f"/v1/stations/{S}").json()["people"] == 9
+        stack.gateway.start()  # nothing was retained: only InfluxDB can tell the new process
+        body = stack.viewer.get(f"/v1/stations/{S}").json()
+        assert body["people"] == 9
+        assert [(c["id"], c["sockets_in_use"], c["fault"]) for c in body["chargers"] if c["id"] == "C2"] == [
+            ("C2", 7, "E07")]
+        assert body["indoor_celsius"] == 16.5
+        assert (body["online"], body["status"]["fw"], body["status"]["buffered"]) == (True, "2.0.1", 4)
     finally:
         stack.close()
-        influxd.stop()
