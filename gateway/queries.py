@@ -54,8 +54,9 @@ def history_query(station_id: str, kind: HistoryKind, start_ms: int, end_ms: int
             f"AND time >= {start_ms}ms AND time < {end_ms}ms GROUP BY time({interval_ms}ms){agg.group_by} fill(none)")
 
 
+_STATUS_FIELDS: Final = ("fw", "uptime_s", "buffered", "dropped", "driver_errors", "config_rev", "error")
 SEED_QUERIES: Final = {
-    "status": "SELECT last(online) AS online, fw, uptime_s, buffered, dropped, driver_errors, config_rev, error "
+    "status": f"SELECT last(online) AS online, {', '.join(_STATUS_FIELDS)} "
               "FROM station_status WHERE time > now() - 30d GROUP BY station",
     "occupancy": "SELECT last(people) AS people, entries, exits FROM occupancy WHERE time > now() - 7d "
                  "GROUP BY station",
@@ -80,9 +81,8 @@ async def seed(live: LiveState, influx: InfluxReader) -> int:
 
     for station, _, row in rows(await influx.query(SEED_QUERIES["status"])):
         status = Status.model_validate({"state": "online" if row["online"] else "offline", "ts": row["time"],
-                                        **{k: row[k] for k in ("fw", "uptime_s", "buffered", "dropped",
-                                                               "driver_errors", "config_rev", "error")
-                                           if row.get(k) is not None}}, strict=False)
+                                        **{k: row[k] for k in _STATUS_FIELDS if row.get(k) is not None}},
+                                       strict=False)
         LiveState.apply_status(live.get(station), status, int(str(row["time"])))
         seeded.add(station)
     for station, _, row in rows(await influx.query(SEED_QUERIES["occupancy"])):
