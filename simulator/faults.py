@@ -30,7 +30,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from simulator.exceptions import ScenarioError
 from simulator.model import StationFaults, Window
-from telemetry.contract import RejectReason
+from telemetry.contract import MAX_AGE_MS, Name, RejectReason
 from telemetry.registry import Station
 
 MALFORMED_KINDS: Final = (
@@ -39,7 +39,7 @@ MALFORMED_KINDS: Final = (
 )
 """Every reject ingest gives a message (``write_rejected`` is InfluxDB's, not a payload's)."""
 
-MAX_AGE_DAYS: Final = 7
+MAX_AGE_DAYS: Final = MAX_AGE_MS // 86_400_000
 
 _DURATION = re.compile(r"([+-]?)((?:\d+(?:\.\d+)?[dhms])+)")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
@@ -103,7 +103,7 @@ class HeatingFailure(_Fault):
 class ChargerFault(_Fault):
     kind: Literal["charger_fault"] = "charger_fault"
     charger: str
-    code: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")] = "E07"
+    code: Name = "E07"
 
 
 class ClockSkew(_Fault):

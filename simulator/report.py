@@ -12,6 +12,7 @@ _LOCAL: Final = timezone(timedelta(hours=8))
 SHORT: Final = {"bad_json": "json", "schema": "schema", "unknown_kind": "kind", "unknown_station": "stn",
                 "too_large": "large", "ts_out_of_range": "ts", "bad_topic": "topic"}
 _COLUMNS: Final = ("produced", "acked", "buffered", "dropped", "drv_err", "reboots")
+_FIELDS: Final = ("produced", "acknowledged", "buffered", "dropped", "driver_errors", "reboots")  # of each column
 
 
 def local_time(t: float) -> str:
@@ -25,19 +26,17 @@ def progress_line(p: Progress) -> str:
 
 
 def _row(name: str, t: StationTally) -> list[str]:
-    values = [t.produced, t.acknowledged, t.buffered, t.dropped, t.driver_errors, t.reboots]
-    return [name, *(f"{v:,}" for v in values), *(f"{t.malformed.get(k.value, 0):,}" for k in MALFORMED_KINDS)]
+    return [name, *(f"{getattr(t, f):,}" for f in _FIELDS),
+            *(f"{t.malformed.get(k.value, 0):,}" for k in MALFORMED_KINDS)]
 
 
 def summary_table(s: Summary) -> str:
     """One row per station and a total: readings produced, acknowledged, still buffered, ...,
     and the malformed payloads sent (acknowledged by the broker) by kind."""
     header = ["station", *_COLUMNS, *(SHORT[k.value] for k in MALFORMED_KINDS)]
-    total = StationTally("total")
-    for t in s.stations:
-        for name in ("produced", "acknowledged", "buffered", "dropped", "driver_errors", "reboots"):
-            setattr(total, name, getattr(total, name) + getattr(t, name))
-        total.malformed.update(t.malformed)
+    total = StationTally("total", malformed=s.malformed())
+    for name in _FIELDS:
+        setattr(total, name, s.total(name))
     rows = [header, *(_row(t.station, t) for t in s.stations), _row("total", total)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
 

@@ -9,7 +9,6 @@ import pytest
 
 from simulator.exceptions import ScenarioError
 from simulator.faults import (
-    MALFORMED_KINDS,
     ChargerFault,
     ClockSkew,
     NetworkLoss,
@@ -68,7 +67,6 @@ faults:
     scenario.check(STATIONS)
     faults = scenario.station_faults("PL-KT-002", 1000.0)
     assert [(w.start, w.end) for w in faults.heating] == [(4600.0, 15400.0)]
-    assert len(MALFORMED_KINDS) == 7
     path.write_text("""
 faults:
   - {kind: sensor_dropout, station: PL-KT-001, sensor: attic, at: 1m, for: 1m}

@@ -19,14 +19,14 @@ REPORTING = registry.load().reporting
 SMART = next(s for s in REPORTING if s.id == "PL-KT-001")
 
 
-def minutes(model: StationModel, start: float, hours: float, step: float = 60.0) -> list[float]:
+def minutes(start: float, hours: float, step: float = 60.0) -> list[float]:
     return [start + i * step for i in range(int(hours * 3600 / step))]
 
 
 def _people_over_a_day(station: Station, seed: int) -> list[int]:
     model = StationModel(station=station, seed=seed, start=MIDNIGHT)
     out = []
-    for t in minutes(model, MIDNIGHT, 24, step=120):
+    for t in minutes(MIDNIGHT, 24, step=120):
         count = model.people(t)
         assert count.entries is not None
         assert count.exits is not None
@@ -51,7 +51,7 @@ def test_model_riders_at_meal_peaks_and_sanitation_workers_early() -> None:
     by_hour: dict[int, list[int]] = {h: [] for h in range(24)}
     for station in REPORTING[:15]:
         model = StationModel(station=station, seed=3, start=MIDNIGHT)
-        for t in minutes(model, MIDNIGHT, 72, step=300):
+        for t in minutes(MIDNIGHT, 72, step=300):
             by_hour[int(local_hour(t))].append(model.people(t).people)
     mean = {h: statistics.fmean(v) for h, v in by_hour.items()}
     night = statistics.fmean(mean[h] for h in (1, 2, 3))
@@ -67,7 +67,7 @@ def test_model_chargers_follow_occupancy_and_meters_only_go_up() -> None:
     sockets = {c.id: c.sockets for c in SMART.chargers}
     last = dict.fromkeys(sockets, 0.0)
     in_use: dict[str, list[int]] = {"peak": [], "night": []}
-    for t in minutes(model, MIDNIGHT, 48):
+    for t in minutes(MIDNIGHT, 48):
         for cid, total in sockets.items():
             state = model.charger(cid, t)
             assert 0 <= state.sockets_in_use <= total
@@ -84,7 +84,7 @@ def test_model_chargers_follow_occupancy_and_meters_only_go_up() -> None:
 
 def test_model_temperatures_of_a_pingliang_winter() -> None:
     model = StationModel(station=SMART, seed=9, start=MIDNIGHT)
-    times = minutes(model, MIDNIGHT, 72, step=600)
+    times = minutes(MIDNIGHT, 72, step=600)
     outdoor = {t: model.temperature("outdoor", t).celsius for t in times}
     indoor = [model.temperature("indoor", t).celsius for t in times]
     assert -15.0 <= min(outdoor.values()) <= -8.0
@@ -118,7 +118,7 @@ def test_model_charger_fault_and_sensor_flatline_and_dropout() -> None:
     model = StationModel(station=SMART, seed=4, start=MIDNIGHT, faults=faults)
     energy = model.charger("C1", window.start).energy_wh
     flat = model.temperature("outdoor", window.start + 60).celsius
-    for t in minutes(model, window.start + 60, 2.9):
+    for t in minutes(window.start + 60, 2.9):
         state = model.charger("C1", t)
         assert (state.fault, state.power_w, state.energy_wh) == ("E07", 0.0, energy)
         assert model.temperature("outdoor", t).celsius == flat
@@ -139,7 +139,7 @@ def test_model_is_the_same_however_often_it_is_read(station: Station) -> None:
         return (model.people(t), *(model.charger(c.id, t) for c in station.chargers),
                 *(model.temperature(s, t) for s in station.sensors))
 
-    every_minute = {t: sample(often, t) for t in minutes(often, MIDNIGHT, 12)}
-    every_seventh = {t: sample(seldom, t) for t in minutes(seldom, MIDNIGHT, 12, step=420)}
+    every_minute = {t: sample(often, t) for t in minutes(MIDNIGHT, 12)}
+    every_seventh = {t: sample(seldom, t) for t in minutes(MIDNIGHT, 12, step=420)}
     assert every_seventh == {t: every_minute[t] for t in every_seventh}
     assert every_seventh != {t: sample(other, t) for t in every_seventh}

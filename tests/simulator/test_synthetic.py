@@ -32,7 +32,4 @@ def test_make_registry_command_writes_a_file(tmp_path: Path) -> None:
 
 
 def test_synthetic_registry_as_json_is_the_same_registry() -> None:
-    from simulator.synthetic import make_registry  # noqa: PLC0415
-    from telemetry import registry  # noqa: PLC0415
-
-    assert registry.parse(make_registry(50, as_json=True)).stations == registry.parse(make_registry(50)).stations
+    assert parse(make_registry(50, as_json=True)).stations == parse(make_registry(50)).stations
