@@ -130,6 +130,12 @@ class AgentStats:
     connects: int = 0
 
 
+def _next_ts(last_ms: int, now_ms: int) -> int:
+    """The ts of a series' next message: never one it used already, unless the clock was stepped back
+    further than ingest accepts ahead (what was stamped in that future was rejected: nothing to replace)."""
+    return now_ms if last_ms - now_ms > MAX_FUTURE_MS else max(now_ms, last_ms + 1)
+
+
 def _next_due(due: float, interval: float, now: float) -> float:
     """The next period; after a stall, skip the missed ones instead of bursting."""
     nxt = due + interval
@@ -382,10 +388,8 @@ class Agent:
         return min(self._occ_check, *self._due.values())
 
     def _tick(self, now: float) -> None:
-        due, cfg = self._due, self._config
-        intervals: dict[Job, float] = {
-            "occupancy": cfg.occupancy_interval_s, "charger": cfg.charger_interval_s,
-            "temperature": cfg.temperature_interval_s, "status": cfg.status_interval_s}
+        due = self._due
+        intervals: dict[Job, float] = {job: getattr(self._config, attr) for job, attr in _INTERVALS.items()}
         for key, interval in intervals.items():
             if due[key] > now + interval:  # the clock was stepped back: the schedule follows it
                 due[key] = now
@@ -396,20 +400,20 @@ class Agent:
             if periodic or self._occ_check <= now:
                 self._read_occupancy(counter, now, new, force=periodic)
             if periodic:
-                due["occupancy"] = _next_due(due["occupancy"], cfg.occupancy_interval_s, now)
+                due["occupancy"] = _next_due(due["occupancy"], intervals["occupancy"], now)
             self._occ_check = self._next_occupancy_check(counter, now)
         if due["charger"] <= now:
             for charger in self._drivers.chargers:
                 self._read_charger(charger, now, new)
-            due["charger"] = _next_due(due["charger"], cfg.charger_interval_s, now)
+            due["charger"] = _next_due(due["charger"], intervals["charger"], now)
         if due["temperature"] <= now:
             for sensor in self._drivers.sensors:
                 self._read_temperature(sensor, now, new)
-            due["temperature"] = _next_due(due["temperature"], cfg.temperature_interval_s, now)
+            due["temperature"] = _next_due(due["temperature"], intervals["temperature"], now)
         self._store(new)
         if due["status"] <= now:
             self._publish_status()
-            due["status"] = _next_due(due["status"], cfg.status_interval_s, now)
+            due["status"] = _next_due(due["status"], intervals["status"], now)
 
     def _next_occupancy_check(self, counter: OccupancyCounter, now: float) -> float:
         try:
@@ -463,10 +467,7 @@ class Agent:
              make: Callable[[int, int], BaseModel]) -> bool:
         """Build one reading: the next ``seq``, a ``ts`` never reused within its series."""
         seq = self._buffer.seq + len(out) + 1
-        now_ms, last = round(now * 1000), self._series_ts.get(series, self._ts_floor)
-        # never reuse a ts within a series, unless the clock was stepped back further than ingest
-        # accepts ahead: what was stamped in that future was rejected, so nothing can be replaced
-        ts = now_ms if last - now_ms > MAX_FUTURE_MS else max(now_ms, last + 1)
+        ts = _next_ts(self._series_ts.get(series, self._ts_floor), round(now * 1000))
         try:
             reading = make(ts, seq)
         except ValidationError as exc:
@@ -534,8 +535,7 @@ class Agent:
         if client is None or not self._connected:
             return None
         now = self._clock.time()
-        now_ms = round(now * 1000)
-        self._status_ts = now_ms if self._status_ts - now_ms > MAX_FUTURE_MS else max(now_ms, self._status_ts + 1)
+        self._status_ts = _next_ts(self._status_ts, round(now * 1000))
         status = Status(state=state, ts=self._status_ts, fw=self._fw, uptime_s=max(0, int(now - self._started)),
                         buffered=len(self._buffer), dropped=self._buffer.dropped,
                         driver_errors=self.stats.driver_errors, config_rev=self._config.rev,
