@@ -258,6 +258,24 @@ class Panel:
         return out
 
 
+LEGEND: Final[JSON] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                       "tooltip": {"mode": "multi", "sort": "none"}}
+"""The options of a time series: its legend below it, a tooltip of every series."""
+
+
+def lines(*, fill: int = 10, **extra: Any) -> JSON:
+    """The ``custom`` field config of a time series drawn as thin lines."""
+    return {"drawStyle": "line", "lineWidth": 1, "fillOpacity": fill, "showPoints": "never", **extra}
+
+
+def stat(title: str, query: Query, width: int, *, graph: Literal["none", "area"] = "none", **kwargs: Any) -> Panel:
+    """A stat panel of the last non-null value, coloured by its thresholds, 5 high."""
+    options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+               "colorMode": "background", "graphMode": graph, "textMode": "auto",
+               "justifyMode": "auto", "orientation": "auto"}
+    return Panel("stat", title, (query,), width, 5, options=options, **kwargs)
+
+
 def ref_id(index: int) -> str:
     """A, B, ..., Z, AA, AB, ... like Grafana."""
     letters = ""

@@ -23,7 +23,20 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from dashboards import seqgaps
-from dashboards.builder import Dashboard, Panel, Query, Row, Step, organize, override, sort_by, station_link, thresholds
+from dashboards.builder import (
+    LEGEND,
+    Dashboard,
+    Panel,
+    Query,
+    Row,
+    Step,
+    lines,
+    organize,
+    override,
+    sort_by,
+    station_link,
+    thresholds,
+)
 from dashboards.influxql import IN_DISTRICT, TIME, m, one_of, select, sub, tags, where
 from dashboards.overview import DISTRICT
 from telemetry.contract import AgentConfig
@@ -180,17 +193,15 @@ def lag_row() -> Row:
     per_station = Query(select('min("lag_min_ms") AS "lag_min_ms"', m("ingest_station_lag"),
                                conditions=where(TIME, IN_DISTRICT), group='time($__interval), "station"', fill="none"),
                         columns=("lag_min_ms",), alias="$tag_station")
-    lines = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 0, "showPoints": "never"}
-    legend = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-              "tooltip": {"mode": "multi", "sort": "none"}}
+    thin = lines(fill=0)
     return Row("延迟与时钟 Lag and clocks", (
         Panel("timeseries", "到达延迟 Lag from device time to arrival, p50 / p99 per minute", (overall,), 12, 9,
-              unit="ms", interval="1m", custom=lines, options=legend,
+              unit="ms", interval="1m", custom=thin, options=LEGEND,
               description="arrival time - ts over the readings of each ingest_stats interval. Large while stations "
                           "are online: readings arrive late (buffered, replayed)."),
         Panel("timeseries", "时钟 Minimum lag per station (below 0: the clock runs ahead)", (per_station,), 12, 9,
-              unit="ms", interval="1m", custom={**lines, "thresholdsStyle": {"mode": "line+area"}},
-              thresholds=thresholds(Step("red"), Step("transparent", 0)), options=legend,
+              unit="ms", interval="1m", custom={**thin, "thresholdsStyle": {"mode": "line+area"}},
+              thresholds=thresholds(Step("red"), Step("transparent", 0)), options=LEGEND,
               description="From ingest_station_lag (every 60 s per station heard from). A reading cannot arrive "
                           "before it is taken: a persistently negative minimum is a clock ahead of the server."),
     ))

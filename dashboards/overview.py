@@ -9,9 +9,9 @@ silent for more than 10 minutes and the pipeline's readings and rejects per minu
 from __future__ import annotations
 
 from statistics import fmean
-from typing import Any
 
 from dashboards.builder import (
+    LEGEND,
     ONLINE_MAPPING,
     Dashboard,
     Panel,
@@ -21,9 +21,11 @@ from dashboards.builder import (
     Variable,
     join_by,
     limit,
+    lines,
     organize,
     override,
     sort_by,
+    stat,
     station_link,
     thresholds,
 )
@@ -55,31 +57,24 @@ def _last_summed(measurement: str, fields: tuple[str, ...], per: tuple[str, ...]
     return Query(select(outer, sub(latest)), columns=fields, alias="$col")
 
 
-def _stat(title: str, query: Query, width: int, **kwargs: Any) -> Panel:
-    options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-               "colorMode": "background", "graphMode": "none", "textMode": "auto",
-               "justifyMode": "auto", "orientation": "auto"}
-    return Panel("stat", title, (query,), width, 5, options=options, **kwargs)
-
-
 def now_row(registry: Registry) -> Row:
     total = len(registry.reporting)
     return Row("现在 Now", (
-        _stat("在线驿站 Stations online", _stations_in_state(True), 4, no_value="0", unit="none",
+        stat("在线驿站 Stations online", _stations_in_state(True), 4, no_value="0", unit="none",
               description=f"Stations whose latest status in the range says online ({total} are instrumented).",
               thresholds=thresholds(Step("green"))),
-        _stat("离线驿站 Stations offline", _stations_in_state(False), 4, no_value="0", unit="none",
+        stat("离线驿站 Stations offline", _stations_in_state(False), 4, no_value="0", unit="none",
               description="Stations whose latest status says offline (shut down, or the broker's last will).",
               thresholds=thresholds(Step("green"), Step("red", 1))),
-        _stat("站内人数 People in stations now", _last_summed("occupancy", ("people",), ("station",)), 4,
+        stat("站内人数 People in stations now", _last_summed("occupancy", ("people",), ("station",)), 4,
               time_from=NOW, unit="none", thresholds=thresholds(Step("blue")),
               description="Sum of each station's latest people count in the last 15 minutes."),
-        _stat("充电插座 Charger sockets in use / total",
+        stat("充电插座 Charger sockets in use / total",
               _last_summed("charger", ("sockets_in_use", "sockets_total"), ("station", "charger")), 6,
               time_from=NOW, unit="none", thresholds=thresholds(Step("purple")),
               overrides=(override("sockets_in_use", displayName="在用 in use"),
                          override("sockets_total", displayName="总数 total"))),
-        _stat("充电功率 Charging power now", _last_summed("charger", ("power_w",), ("station", "charger")), 6,
+        stat("充电功率 Charging power now", _last_summed("charger", ("power_w",), ("station", "charger")), 6,
               time_from=NOW, unit="watt", decimals=1, thresholds=thresholds(Step("orange"))),
     ))
 
@@ -171,13 +166,11 @@ def _throughput() -> Panel:
     query = Query(select(f'{readings} AS "readings", {rejects} AS "rejects"', m("ingest_stats"),
                          group="time($__interval)", fill="0"), columns=("readings", "rejects"), alias="$col")
     return Panel("timeseries", "读数与拒收 Readings and rejects per minute", (query,), 12, 8, unit="suffix:/min",
-                 interval="1m", custom={"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never",
-                                        "axisSoftMin": 0},
+                 interval="1m", custom=lines(axisSoftMin=0),
                  overrides=(override("readings", displayName="读数 readings"),
                             override("rejects", displayName="拒收 rejects", custom_axisPlacement="right",
                                      color={"mode": "fixed", "fixedColor": "red"})),
-                 options={"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                          "tooltip": {"mode": "multi", "sort": "none"}},
+                 options=LEGEND,
                  description="From ingest's own ingest_stats points (every 10 s): readings received and "
                              "messages rejected, per minute.")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboards.builder import (
+    LEGEND,
     UP_MAPPING,
     Dashboard,
     Panel,
@@ -17,8 +18,10 @@ from dashboards.builder import (
     Row,
     Step,
     Variable,
+    lines,
     organize,
     override,
+    stat,
     thresholds,
 )
 from dashboards.influxql import TIME, m, rate, select, tags, where
@@ -29,16 +32,11 @@ IN_INSTANCE = '"instance" =~ /^$instance$/'
 INSTANCE = Variable("instance", "实例 ingest instance", 'SHOW TAG VALUES FROM "ingest_stats" WITH KEY = "instance"',
                     multi=True, include_all=True, all_value=".*")
 _STATS = where(IN_INSTANCE, TIME)
-_LINES: dict[str, Any] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never"}
-_LEGEND: dict[str, Any] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                           "tooltip": {"mode": "multi", "sort": "none"}}
+_LINES = lines()
 
 
 def _stat(title: str, query: Query, width: int, **kwargs: Any) -> Panel:
-    options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-               "colorMode": "background", "graphMode": "area", "textMode": "auto",
-               "justifyMode": "auto", "orientation": "auto"}
-    return Panel("stat", title, (query,), width, 5, options=options, **kwargs)
+    return stat(title, query, width, graph="area", **kwargs)
 
 
 def _last_per_instance(field: str) -> Query:
@@ -75,7 +73,7 @@ def throughput_row() -> Row:
                            fill="0"), columns=("rejects",), alias="$tag_reason")
     return Row("吞吐 Throughput", (
         Panel("timeseries", "写入速率 Readings and points written per second", (written,), 12, 8,
-              unit="suffix:/s", interval="10s", custom=_LINES, options=_LEGEND,
+              unit="suffix:/s", interval="10s", custom=_LINES, options=LEGEND,
               overrides=(override("readings", displayName="读数 readings received"),
                          override("points_written", displayName="写入点 points written"),
                          override("messages", displayName="消息 MQTT messages")),
@@ -84,7 +82,7 @@ def throughput_row() -> Row:
         Panel("timeseries", "拒收 Rejects by reason, per minute", (rejects,), 12, 8, unit="suffix:/min",
               interval="1m", custom={"drawStyle": "bars", "fillOpacity": 80, "showPoints": "never",
                                      "stacking": {"mode": "normal", "group": "A"}},
-              options=_LEGEND, description="Each reject is a point in ingest_rejects (docs/contract.md, Rejects)."),
+              options=LEGEND, description="Each reject is a point in ingest_rejects (docs/contract.md, Rejects)."),
     ))
 
 
@@ -103,11 +101,11 @@ def storage_row() -> Row:
                 alias="InfluxDB $tag_instance"))
     return Row("存储 Storage", (
         Panel("timeseries", "写入延迟 InfluxDB write latency", (latency,), 12, 8, unit="ms", interval="10s",
-              custom=_LINES, options=_LEGEND, description="Mean and slowest write per interval."),
+              custom=_LINES, options=LEGEND, description="Mean and slowest write per interval."),
         Panel("timeseries", "缓存 Spool size", (spool,), 12, 8, unit="bytes", minimum=0, interval="10s", custom=_LINES,
-              options=_LEGEND, description="Grows while InfluxDB is down; falls back to 0 as the spool replays."),
+              options=LEGEND, description="Grows while InfluxDB is down; falls back to 0 as the spool replays."),
         Panel("timeseries", "待写 Points pending", (pending,), 12, 8, unit="none", minimum=0, interval="10s",
-              custom=_LINES, options=_LEGEND, description="Received but not yet written or spooled (bounded)."),
+              custom=_LINES, options=LEGEND, description="Received but not yet written or spooled (bounded)."),
         Panel("state-timeline", "连接 Connections", up, 12, 8, mappings=(UP_MAPPING,), interval="10s",
               custom={"fillOpacity": 80, "lineWidth": 0},
               options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8, "legend": {"showLegend": False}}),

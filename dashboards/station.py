@@ -7,10 +7,9 @@ device still buffers or dropped, and the ``seq`` gaps still open.
 
 from __future__ import annotations
 
-from typing import Any
-
 from dashboards import seqgaps
 from dashboards.builder import (
+    LEGEND,
     ONLINE_MAPPING,
     Dashboard,
     Panel,
@@ -18,6 +17,7 @@ from dashboards.builder import (
     Row,
     Step,
     Variable,
+    lines,
     organize,
     override,
     override_query,
@@ -37,10 +37,7 @@ DEVICE_FIELDS = ("fw", "uptime_s", "driver_errors", "config_rev")
 _METER = select('non_negative_difference("energy_wh") AS "wh"', m("charger"), conditions=where(IN_STATION, TIME),
                 group=tags("charger"))
 """Energy between consecutive readings of each charger's cumulative meter."""
-_LINES: dict[str, Any] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never",
-                          "spanNulls": False}
-_LEGEND: dict[str, Any] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                           "tooltip": {"mode": "multi", "sort": "none"}}
+_LINES = lines(spanNulls=False)
 
 
 def _by_time(fields: str, measurement: str, *, per: tuple[str, ...] = (), fill: str = "none") -> str:
@@ -78,7 +75,7 @@ def people_row() -> Row:
             Query(_by_time('max("people") AS "people"', "occupancy"), columns=("people",), alias="$col"),
             Query(_by_time('last("capacity") AS "capacity"', "occupancy", fill="previous"), columns=("capacity",),
                   alias="$col"),
-        ), 12, 9, unit="none", minimum=0, custom=_LINES, options=_LEGEND,
+        ), 12, 9, unit="none", minimum=0, custom=_LINES, options=LEGEND,
         overrides=(override("people", displayName="人数 people"),
                    override("capacity", displayName="座位 capacity", color={"mode": "fixed", "fixedColor": "red"},
                             custom_lineStyle={"fill": "dash", "dash": [10, 10]}, custom_fillOpacity=0)),
@@ -89,7 +86,7 @@ def people_row() -> Row:
                   alias="$tag_sensor"),), 12, 9,
         unit="celsius", decimals=1, custom={**_LINES, "thresholdsStyle": {"mode": "line+area"}},
         thresholds=thresholds(Step("red"), Step("transparent", COLD_CELSIUS)),
-        options=_LEGEND,
+        options=LEGEND,
         description=f"Below {COLD_CELSIUS} °C indoors the heating has failed (the red band); the alert fires "
                     "after 15 minutes.")
     return Row("人数与温度 People and temperature", (people, temperature))
@@ -102,12 +99,12 @@ def charging_row() -> Row:
                   columns=("sockets_in_use",), alias="$tag_charger"),
             Query(_by_time('last("sockets_total") AS "sockets_total"', "charger", per=("charger",), fill="previous"),
                   columns=("sockets_total",), alias="$tag_charger total"),
-        ), 12, 8, unit="none", minimum=0, custom={**_LINES, "lineInterpolation": "stepAfter"}, options=_LEGEND,
+        ), 12, 8, unit="none", minimum=0, custom={**_LINES, "lineInterpolation": "stepAfter"}, options=LEGEND,
         overrides=(override_query("B", custom_lineStyle={"fill": "dash", "dash": [10, 10]}, custom_fillOpacity=0),))
     power = Panel(
         "timeseries", "充电功率 Power, per charger", (
             Query(_by_time('mean("power_w") AS "power_w"', "charger", per=("charger",)), columns=("power_w",),
-                  alias="$tag_charger"),), 12, 8, unit="watt", minimum=0, custom=_LINES, options=_LEGEND)
+                  alias="$tag_charger"),), 12, 8, unit="watt", minimum=0, custom=_LINES, options=LEGEND)
     energy = Panel(
         "timeseries", "每日用电 Energy per day, per charger", (
             Query(select('sum("wh") AS "energy_wh"', sub(_METER), group=f'{DAY}, "charger"'), columns=("energy_wh",),
@@ -135,7 +132,7 @@ def data_row() -> Row:
         "timeseries", "缓冲与丢弃 Readings buffered and dropped by the device", (
             Query(_by_time('max("buffered") AS "buffered", max("dropped") AS "dropped"', "station_status"),
                   columns=("buffered", "dropped"), alias="$col"),), 16, 8,
-        unit="none", minimum=0, custom=_LINES, options=_LEGEND,
+        unit="none", minimum=0, custom=_LINES, options=LEGEND,
         overrides=(override("buffered", displayName="缓冲 buffered"),
                    override("dropped", displayName="丢弃 dropped (lost for good)",
                             color={"mode": "fixed", "fixedColor": "red"})),
