@@ -184,10 +184,10 @@ class Link:
         return {"title": self.title, "url": self.url}
 
 
-def station_link(field_name: str = "station") -> Link:
-    """Open the station dashboard for the row's station, keeping the time range."""
+def station_link() -> Link:
+    """Open the station dashboard for the row's station (its ``station`` field), keeping the time range."""
     return Link("驿站详情 Station detail",
-                f"/d/yizhan-station/station?var-station=${{__data.fields.{field_name}}}&${{__url_time_range}}")
+                "/d/yizhan-station/station?var-station=${__data.fields.station}&${__url_time_range}")
 
 
 @dataclass(slots=True, frozen=True)
@@ -219,7 +219,6 @@ class Panel:
     links: tuple[Link, ...] = ()
     time_from: str | None = None
     interval: str | None = None
-    max_data_points: int | None = None
 
     def field_defaults(self) -> JSON:
         defaults: JSON = {}
@@ -253,8 +252,6 @@ class Panel:
             out["timeFrom"] = self.time_from
         if self.interval:
             out["interval"] = self.interval
-        if self.max_data_points:
-            out["maxDataPoints"] = self.max_data_points
         return out
 
 
@@ -307,7 +304,6 @@ class Variable:
     multi: bool = False
     include_all: bool = False
     all_value: str | None = None
-    hide: bool = False
 
     def to_json(self) -> JSON:
         out: JSON = {
@@ -321,7 +317,7 @@ class Variable:
             "sort": 1,
             "multi": self.multi,
             "includeAll": self.include_all,
-            "hide": 2 if self.hide else 0,
+            "hide": 0,
             "options": [],
             "current": {},
             "regex": "",

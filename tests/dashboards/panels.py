@@ -114,7 +114,7 @@ def run_panel(day: SimulatedDay, case: PanelCase, variables: dict[str, VariableV
               now_ms: int | None = None, time_range: TimeRange | None = None) -> PanelRun:
     now_ms = now_ms or int(time.time() * 1000)
     time_range = time_range or panel_range(case.dashboard.to_json(), case.json, now_ms)
-    interval = interval_ms(time_range, max_data_points=case.panel.max_data_points or MAX_DATA_POINTS,
+    interval = interval_ms(time_range, max_data_points=MAX_DATA_POINTS,
                            min_interval=case.panel.interval or datasource.MIN_INTERVAL)
     texts = [interpolate(q.text, time_range, interval, variables) for q in case.panel.queries]
     return PanelRun(case, variables, time_range, texts,
