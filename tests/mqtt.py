@@ -36,15 +36,16 @@ def publish(port: int, messages: Iterable[tuple[str, bytes | str | dict[str, Any
             infos.append(c.publish(topic, body, qos=qos, retain=retain))
             total += 1
             if len(infos) >= window:  # paho hangs past 65,535 unacknowledged messages
-                _wait_all(infos, timeout)
-        _wait_all(infos, timeout)
+                wait_all(infos, timeout)
+        wait_all(infos, timeout)
     finally:
         c.disconnect()
         c.loop_stop()
     return total
 
 
-def _wait_all(infos: list[mqtt.MQTTMessageInfo], timeout: float) -> None:
+def wait_all(infos: list[mqtt.MQTTMessageInfo], timeout: float) -> None:
+    """Wait for the PUBACK of every message; empties ``infos``."""
     for info in infos:
         info.wait_for_publish(timeout)
         if not info.is_published():

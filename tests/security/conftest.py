@@ -13,12 +13,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.provision import Provisioned, load_secrets, provision
 from telemetry import registry
+from tests.conftest import IngestFactory
+from tests.mqtt import client, wait_all
 from tests.rig import GatewayProcess, Influxd, IngestProcess, Mosquitto, wait_for
 
 
@@ -59,22 +61,20 @@ IngestAs = Callable[..., IngestProcess]
 
 
 @pytest.fixture
-def ingest_as_service(tmp_path: Path, auth_broker: Mosquitto, credentials: Credentials, influxd: Influxd,
-                      db: str) -> Iterator[IngestAs]:
+def broker(auth_broker: Mosquitto) -> Mosquitto:
+    """In this suite the shared fixtures (``start_ingest``) get the broker with passwords and ACL."""
+    return auth_broker
+
+
+@pytest.fixture
+def ingest_as_service(start_ingest: IngestFactory, auth_broker: Mosquitto, credentials: Credentials) -> IngestAs:
     """``python -m ingest`` connecting as the ``ingest`` user; killed after the test."""
-    started: list[IngestProcess] = []
 
     def start(*, influx: Influxd | None = None, **env: str) -> IngestProcess:
-        settings = {"MQTT_URL": credentials.url(auth_broker, "ingest"), "INFLUX_URL": (influx or influxd).url,
-                    "INFLUX_DB": db,
-                    "MQTT_CLIENT_ID": f"ingest-{uuid.uuid4().hex[:8]}", "INGEST_BATCH_SECONDS": "0.1", **env}
-        proc = IngestProcess(tmp_path / f"ingest{len(started)}", **settings)
-        started.append(proc)
-        return proc.start()  # type: ignore[return-value]
+        return start_ingest(influx=influx, **{"MQTT_URL": credentials.url(auth_broker, "ingest"),
+                                              "INGEST_BATCH_SECONDS": "0.1", **env})
 
-    yield start
-    for proc in started:
-        proc.kill()
+    return start
 
 
 GatewayAs = Callable[..., GatewayProcess]
@@ -103,10 +103,9 @@ class Session:
 
     def __init__(self, port: int, user: str | None, password: str | None, *, tls: ssl.SSLContext | None = None,
                  will: str | None = None, client_id: str | None = None) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"sec-{uuid.uuid4().hex[:8]}")
+        self.client = client(port, client_id=client_id or f"sec-{uuid.uuid4().hex[:8]}", username=user,
+                             password=password)
         self.client.max_inflight_messages_set(1000)
-        if user is not None:
-            self.client.username_pw_set(user, password)
         if tls is not None:
             self.client.tls_set_context(tls)
         if will is not None:
@@ -162,10 +161,7 @@ class Session:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 raise AssertionError(f"publish to {topic} failed locally: {info.rc}")
             infos.append(info)
-        for info in infos:
-            info.wait_for_publish(10)
-            if not info.is_published():
-                raise AssertionError(f"message {info.mid} was not acknowledged")
+        wait_all(infos, 10)
 
     def wait_disconnected(self) -> None:
         wait_for(lambda: self.disconnects > 0, timeout=10, what="the broker closing the connection")
