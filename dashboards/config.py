@@ -8,25 +8,15 @@ from the shared ``INFLUX_*`` settings as Grafana must reach InfluxDB.
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
-from telemetry.settings import InfluxSettings, LogSettings, RegistrySettings
+from telemetry.settings import HttpUrl, InfluxSettings, LogSettings, RegistrySettings
 
 
 class Settings(InfluxSettings, RegistrySettings, LogSettings):
-    grafana_url: str | None = None
+    grafana_url: HttpUrl | None = None
     grafana_token: SecretStr | None = None
     grafana_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
-    alert_webhook_url: str | None = None
+    alert_webhook_url: HttpUrl | None = None
 
-    @field_validator("grafana_url", "alert_webhook_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")

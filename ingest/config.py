@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from telemetry.contract import SUBSCRIPTION
-from telemetry.settings import InfluxSettings, LogSettings, MqttSettings, RegistrySettings, parse_addr
+from telemetry.settings import InfluxSettings, ListenAddr, LogSettings, MqttSettings, RegistrySettings
 
 
 def _default_spool() -> Path:
@@ -18,7 +18,7 @@ def _default_spool() -> Path:
 
 class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     mqtt_client_id: Annotated[str, Field(min_length=1, max_length=128)] = "yizhan-ingest"
-    ingest_http_addr: str = "127.0.0.1:9101"
+    ingest_http_addr: ListenAddr = "127.0.0.1:9101"
     # Off by default: Mosquitto 2.0.11 does not restore shared subscriptions from persistence, so what
     # is published between a broker restart and ingest's reconnection is dropped (docs/scaling.md).
     ingest_share_group: Annotated[str, Field(max_length=64, pattern=r"^[^/+#\s]*$")] = ""
@@ -37,8 +37,3 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
         """``$share/<group>/stations/v1/+/+`` so that N ingest processes split one stream; plain when empty."""
         return f"$share/{self.ingest_share_group}/{SUBSCRIPTION}" if self.ingest_share_group else SUBSCRIPTION
 
-    @field_validator("ingest_http_addr")
-    @classmethod
-    def _valid_addr(cls, value: str) -> str:
-        parse_addr(value)
-        return value

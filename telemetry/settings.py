@@ -10,13 +10,39 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NoReturn, Self, TypeVar
+from typing import Annotated, Literal, NoReturn, Self, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from pydantic import ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from telemetry import registry
+
+
+def parse_addr(value: str) -> tuple[str, int]:
+    """``host:port`` (or ``:port``) for a listening address."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _listen_addr(value: str) -> str:
+    parse_addr(value)
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An http:// or https:// URL with a host, kept without a trailing slash."""
+ListenAddr = Annotated[str, AfterValidator(_listen_addr)]
+"""``host:port`` to listen on (see :func:`parse_addr`)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,7 +125,7 @@ class MqttSettings(_Base):
 
 
 class InfluxSettings(_Base):
-    influx_url: str = "http://127.0.0.1:8086"
+    influx_url: HttpUrl = "http://127.0.0.1:8086"
     influx_db: str = "yizhan"
     influx_username: str | None = None
     influx_password: str | None = None
@@ -107,14 +133,6 @@ class InfluxSettings(_Base):
     influx_org: str | None = None
     influx_bucket: str | None = None
     influx_ca_file: Path | None = None
-
-    @field_validator("influx_url")
-    @classmethod
-    def _valid_influx_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
 
     @field_validator("influx_ca_file")
     @classmethod
@@ -144,14 +162,6 @@ class RegistrySettings(_Base):
 class LogSettings(_Base):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-
-def parse_addr(value: str) -> tuple[str, int]:
-    """``host:port`` (or ``:port``) for a listening address."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 S = TypeVar("S", bound=BaseSettings)
