@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.rig import Influxd, IngestProcess, Mosquitto
+from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, stop_process
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +61,25 @@ def start_ingest(tmp_path: Path, broker: Mosquitto, influxd: Influxd, db: str) -
     yield start
     for proc in started:
         proc.kill()
+
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """``spawn(module, *args, env=..., stdout=path, stderr=path)``: ``python -m module`` with a clean
+    environment plus ``env`` (:func:`tests.rig.child_env`), output appended to files; killed after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(module: str, *args: str, env: dict[str, str], stdout: Path, stderr: Path | None = None) -> \
+            subprocess.Popen[bytes]:
+        with stdout.open("ab") as out, (stderr or stdout).open("ab") as err:
+            proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=child_env(env),
+                                    stdout=out, stderr=err)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_process(proc, signal.SIGKILL)

@@ -6,40 +6,30 @@ import json
 import signal
 import sqlite3
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from firmware_stubs.agent import WILL
 from telemetry.contract import Kind, topic
-from tests.conftest import IngestFactory
+from tests.conftest import IngestFactory, Spawn
 from tests.firmware_stubs.conftest import CollectorFactory, S, influx_readings, influx_seqs, statuses
 from tests.mqtt import publish
-from tests.rig import ROOT, Influxd, Mosquitto, child_env, wait_for
+from tests.rig import Influxd, Mosquitto, wait_for
 
 AgentProcess = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture
-def agent_process(tmp_path: Path, broker: Mosquitto) -> Iterator[AgentProcess]:
+def agent_process(tmp_path: Path, broker: Mosquitto, spawn: Spawn) -> AgentProcess:
     """Start ``python -m firmware_stubs --station S`` on this test's broker and buffer; killed after."""
-    started: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str, **env: str) -> subprocess.Popen[bytes]:
-        base = child_env({"MQTT_URL": broker.url, "AGENT_BUFFER_PATH": str(tmp_path / "buffer.sqlite3"), **env})
-        with (tmp_path / "agent.log").open("ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "firmware_stubs", *(args or ("--station", S))],
-                                    cwd=ROOT, env=base, stdout=log, stderr=log)
-        started.append(proc)
-        return proc
+        return spawn("firmware_stubs", *(args or ("--station", S)), stdout=tmp_path / "agent.log",
+                     env={"MQTT_URL": broker.url, "AGENT_BUFFER_PATH": str(tmp_path / "buffer.sqlite3"), **env})
 
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return start
 
 
 def stored_rows(path: Path) -> dict[int, int]:

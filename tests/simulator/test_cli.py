@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.rig import ROOT, Mosquitto, child_env, wait_for
+from tests.conftest import Spawn
+from tests.rig import Mosquitto, wait_for
 
 SimulatorProcess = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture
-def simulator(tmp_path: Path, broker: Mosquitto) -> Iterator[SimulatorProcess]:
+def simulator(tmp_path: Path, broker: Mosquitto, spawn: Spawn) -> SimulatorProcess:
     """Start ``python -m simulator ARGS`` against this test's broker; stdout/stderr to files; killed after."""
-    started: list[subprocess.Popen[bytes]] = []
 
     def start(*args: str) -> subprocess.Popen[bytes]:
-        env = child_env({"MQTT_URL": broker.url})
-        with (tmp_path / "out.txt").open("wb") as out, (tmp_path / "err.txt").open("wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "simulator", *args], cwd=ROOT, env=env, stdout=out,
-                                    stderr=err)
-        started.append(proc)
-        return proc
+        return spawn("simulator", *args, env={"MQTT_URL": broker.url}, stdout=tmp_path / "out.txt",
+                     stderr=tmp_path / "err.txt")
 
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return start
 
 
 def table_rows(out: str) -> list[list[str]]:
