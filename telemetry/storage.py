@@ -1,0 +1,48 @@
+"""Where the data lives in InfluxDB: retention tiers and the measurements of each.
+
+Every package that reads or writes InfluxDB names its measurements through this module. InfluxDB
+1.x keeps the three tiers as retention policies of the one database; 2.x/3.x as buckets mapped to
+the same database and retention policy names (DBRP), so one InfluxQL text reads both.
+
+- ``autogen`` (the database's default, raw readings: ``occupancy``, ``charger``, ``temperature``,
+  ``station_status``; default 400 days)
+- ``rollup`` (hourly rollups, :data:`ROLLUPS`; default 10 years), defined in ``docs/rollups.md``
+- ``monitor`` (ingest's own ``ingest_stats``, ``ingest_station_lag``, ``ingest_rejects``; 30 days)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+HOUR_MS: Final = 3600 * 1000
+
+
+class Tier(StrEnum):
+    """A retention policy (1.x) or the bucket mapped to it (2.x/3.x)."""
+
+    RAW = "autogen"
+    ROLLUP = "rollup"
+    MONITOR = "monitor"
+
+
+OCCUPANCY_1H: Final = "occupancy_1h"
+CHARGER_1H: Final = "charger_1h"
+TEMPERATURE_1H: Final = "temperature_1h"
+STATION_1H: Final = "station_1h"
+ROLLUPS: Final = (OCCUPANCY_1H, CHARGER_1H, TEMPERATURE_1H, STATION_1H)
+
+INGEST_STATS: Final = "ingest_stats"
+INGEST_STATION_LAG: Final = "ingest_station_lag"
+INGEST_REJECTS: Final = "ingest_rejects"
+MONITOR_MEASUREMENTS: Final = frozenset({INGEST_STATS, INGEST_STATION_LAG, INGEST_REJECTS})
+
+
+def qualified(tier: Tier, measurement: str) -> str:
+    """``"rollup"."occupancy_1h"``: a measurement of a tier, quoted for InfluxQL's FROM."""
+    return f'"{tier.value}"."{measurement}"'
+
+
+def hour_of(ts_ms: int) -> int:
+    """The start of the hour (UTC, which is also Beijing time's hour) holding ``ts_ms``."""
+    return ts_ms - ts_ms % HOUR_MS
