@@ -12,7 +12,9 @@ import pytest
 from firmware_stubs.agent import Agent
 from firmware_stubs.buffer import BufferFile
 from firmware_stubs.drivers import Drivers, StubValues, stub_drivers
+from simulator.network import SimNetwork
 from telemetry import registry
+from telemetry.backoff import Backoff
 from telemetry.contract import AgentConfig
 from telemetry.registry import Station
 from tests.mqtt import Collector
@@ -41,12 +43,21 @@ AgentFactory = Callable[..., Agent]
 
 
 @pytest.fixture
-async def make_agent(broker: Mosquitto, station: Station, buffer_file: BufferFile) -> AsyncIterator[AgentFactory]:
-    """Agents of station S on this test's broker, FAST intervals, closed (power cut) after the test."""
+def network() -> SimNetwork:
+    """The agents' network (the simulator's transport): ``network.cut()`` loses it, ``restore()`` brings it back."""
+    return SimNetwork()
+
+
+@pytest.fixture
+async def make_agent(broker: Mosquitto, station: Station, buffer_file: BufferFile,
+                     network: SimNetwork) -> AsyncIterator[AgentFactory]:
+    """Agents of station S on this test's broker through ``network``, FAST intervals, reconnecting
+    at most 1 s apart; closed (power cut) after the test."""
     made: list[Agent] = []
 
     def make(*, drivers: Drivers | None = None, max_readings: int = 500_000, **kwargs: Any) -> Agent:
-        settings: dict[str, Any] = {"config": FAST, "backoff_max": 1.0, **kwargs}
+        settings: dict[str, Any] = {"config": FAST, "backoff": Backoff(initial=1.0, cap=1.0), "transport": network,
+                                    **kwargs}
         agent = Agent(station=station, drivers=drivers or stub_drivers(station, StubValues()),
                       buffer=buffer_file.buffer(station=station.id, max_readings=max_readings),
                       host="127.0.0.1", port=broker.port, **settings)

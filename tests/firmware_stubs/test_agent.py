@@ -10,6 +10,7 @@ from typing import Any
 from firmware_stubs.agent import WILL
 from firmware_stubs.buffer import BufferFile
 from firmware_stubs.drivers import ChargerState, Drivers, StubValues, stub_drivers
+from simulator.network import SimNetwork
 from telemetry.contract import Kind, topic
 from telemetry.registry import Station
 from tests.conftest import IngestFactory
@@ -55,17 +56,17 @@ async def test_agent_broker_restart_loses_nothing_and_keeps_original_timestamps(
 
 
 async def test_agent_replays_oldest_first_in_batches_at_its_rate_while_live_readings_go_at_once(
-        make_agent: AgentFactory, collect: CollectorFactory) -> None:
+        make_agent: AgentFactory, collect: CollectorFactory, network: SimNetwork) -> None:
     received: list[tuple[float, Any]] = []
     collector = collect(f"stations/v1/{S}/+")
     collector.client.on_message = lambda _c, _u, m: received.append((time.monotonic(), m))
     agent = make_agent(replay_rate=3)
     async with agent:
         await until(lambda: agent.connected, what="connected")
-        agent.cut_network()
+        network.cut()
         await until(lambda: agent.buffered >= 12, what="a backlog of 12 readings")
         restored_ms = now_ms()
-        agent.restore_network()
+        network.restore()
         await until(lambda: agent.connected, what="reconnected")
         await until(lambda: agent.buffered == 0, timeout=20, what="the backlog drained")
         last_seq = agent._buffer.seq
@@ -112,12 +113,12 @@ async def test_agent_refuses_a_bad_config_and_keeps_the_old_one(
 
 
 async def test_agent_last_will_reaches_subscribers_when_its_connection_is_cut(
-        broker: Mosquitto, make_agent: AgentFactory, collect: CollectorFactory) -> None:
+        broker: Mosquitto, make_agent: AgentFactory, collect: CollectorFactory, network: SimNetwork) -> None:
     status = collect(topic(S, Kind.STATUS))
     agent = make_agent()
     async with agent:
         await until(lambda: statuses(status) and statuses(status)[0]["state"] == "online", what="online status")
-        agent.cut_network()
+        network.cut()
         await until(lambda: any(m.payload == WILL for m in status.messages), what="the last will")
         retained = collect(topic(S, Kind.STATUS))
         await until(lambda: retained.messages, what="the retained status")
@@ -166,13 +167,14 @@ async def test_agent_counts_driver_errors_and_keeps_reporting(tmp_path: Path, st
 
 
 async def test_agent_buffer_bound_drops_the_oldest_and_reports_it(make_agent: AgentFactory,
-                                                                  collect: CollectorFactory) -> None:
+                                                                  collect: CollectorFactory,
+                                                                  network: SimNetwork) -> None:
     data, status = collect(f"stations/v1/{S}/+"), collect(topic(S, Kind.STATUS))
     agent = make_agent(max_readings=8)
-    agent.cut_network()
+    network.cut()
     async with agent:
         await until(lambda: agent.dropped >= 7, what="readings dropped at the bound")
-        agent.restore_network()
+        network.restore()
         await until(lambda: agent.connected and agent.buffered == 0, what="the rest sent")
         dropped, last = agent.dropped, agent._buffer.seq
         await until(lambda: any((s.get("dropped") or 0) >= dropped for s in statuses(status)),
