@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -109,3 +112,30 @@ def influx_readings(influxd: Influxd, db: str, station: str) -> list[tuple[int, 
 def influx_seqs(influxd: Influxd, db: str, station: str) -> dict[int, int]:
     """seq -> ts (ms) of every reading of ``station`` stored in InfluxDB."""
     return dict(influx_readings(influxd, db, station))
+
+
+class ManualClock:
+    """An agent clock the test moves: :meth:`advance` wakes every wait it passes, in order of moment."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+        self._waits: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep_until(self, when: float) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if when <= self.now:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._waits, (when, next(self._order), fut))
+        return fut
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while self._waits and self._waits[0][0] <= self.now:
+            fut = heapq.heappop(self._waits)[2]
+            if not fut.done():
+                fut.set_result(None)
