@@ -98,6 +98,10 @@ class Agent:
             and records with it.
     """
 
+    __slots__ = ("_buffer", "_clock", "_closing", "_connection", "_flush_timeout", "_on_reading", "_outbox",
+                 "_produced", "_remote", "_replay", "_runner", "_sampler", "_schedule", "_status", "_topics",
+                 "station")
+
     def __init__(self, *, station: Station, drivers: Drivers, buffer: Buffer, host: str, port: int = 1883,
                  username: str | None = None, password: str | None = None, tls: ssl.SSLContext | None = None,
                  clock: Clock | None = None, config: AgentConfig | None = None, replay_rate: float = 50.0,

@@ -29,6 +29,10 @@ Tick = Callable[[list[NewReading], bool], None]
 """Called after each tick with the readings taken and whether the status is due."""
 
 
+def _intervals(config: AgentConfig) -> dict[Job, float]:
+    return {job: getattr(config, attr) for job, attr in _INTERVALS.items()}
+
+
 def next_due(due: float, interval: float, now: float) -> float:
     """The next period; after a stall, skip the missed ones instead of bursting."""
     nxt = due + interval
@@ -50,11 +54,12 @@ class Schedule:
         name: the station, for logs.
     """
 
-    __slots__ = ("_clock", "_config", "_due", "_name", "_occ_check", "_on_tick", "_running", "_sampler", "_waiter",
-                 "_wake_at")
+    __slots__ = ("_clock", "_config", "_due", "_intervals", "_name", "_occ_check", "_on_tick", "_running", "_sampler",
+                 "_waiter", "_wake_at")
 
     def __init__(self, *, clock: Clock, config: AgentConfig, sampler: Sampler, on_tick: Tick, name: str) -> None:
         self._clock, self._config, self._sampler, self._on_tick, self._name = clock, config, sampler, on_tick, name
+        self._intervals = _intervals(config)
         self._due: dict[Job, float] = {}
         self._occ_check = NEVER
         self._waiter: asyncio.Future[None] | None = None
@@ -78,7 +83,7 @@ class Schedule:
 
     def reconfigure(self, config: AgentConfig) -> None:
         """Run ``config``'s intervals from now: each due time moves by the change of its interval."""
-        old, self._config = self._config, config
+        old, self._config, self._intervals = self._config, config, _intervals(config)
         now = self._clock.time()
         for job, attr in _INTERVALS.items():
             if self._due[job] != NEVER:
@@ -111,8 +116,7 @@ class Schedule:
         self._wait()
 
     def _tick(self, now: float) -> None:
-        due, sampler = self._due, self._sampler
-        intervals: dict[Job, float] = {job: getattr(self._config, attr) for job, attr in _INTERVALS.items()}
+        due, sampler, intervals = self._due, self._sampler, self._intervals
         for key, interval in intervals.items():
             if due[key] > now + interval:  # the clock was stepped back: the schedule follows it
                 due[key] = now
