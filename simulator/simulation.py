@@ -1,6 +1,7 @@
 """A simulation: many real agents on simulated drivers and simulated time, with faults.
 
-Each station is a :class:`StationRun`: its model (people, chargers, temperatures), and the real
+Each station is a :class:`StationRun`: its model (people, chargers, temperatures), its network
+(:class:`~simulator.network.SimNetwork`, the agent's transport, which a fault cuts), and the real
 :class:`~firmware_stubs.agent.Agent` on simulated drivers, booted at a staggered moment of the
 first 30 simulated seconds and rebooted when a fault says so. Every agent shares one
 :class:`SimClock`, one buffer database and one event loop: no thread per agent, a few tasks and
