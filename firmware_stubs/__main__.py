@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from firmware_stubs.agent import serve
 from firmware_stubs.config import Settings
 from firmware_stubs.exceptions import AgentError
+from firmware_stubs.service import serve
 from telemetry import logs
 from telemetry.registry import RegistryError
 from telemetry.runner import run_until_signalled

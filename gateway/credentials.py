@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
@@ -20,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from gateway.exceptions import CredentialsError
+from telemetry.files import replace_file
 
 _PBKDF2_ITERATIONS = 101  # what mosquitto_passwd writes
 _SALT_BYTES = 12
@@ -38,23 +38,6 @@ class Token:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def replace_file(path: Path, text: str, *, mode: int) -> None:
-    """Replace ``path`` atomically: a reader (the broker on SIGHUP) sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask, and an old tmp keeps its own
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fd = -1
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    tmp.replace(path)
 
 
 class TokenStore:

@@ -23,16 +23,15 @@ station, so each user's entries say exactly what it may do.
 from __future__ import annotations
 
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import yaml
-
-from gateway.credentials import check_password, hash_password, read_password_file, replace_file
+from gateway.credentials import check_password, hash_password, read_password_file
 from gateway.exceptions import CredentialsError
 from telemetry.contract import TELEMETRY_KINDS, TOPIC_ROOT, Kind, topic
+from telemetry.credentials import CredentialsFileError, read_credentials, write_credentials
+from telemetry.files import replace_file
 from telemetry.registry import Registry
 
 INGEST_USER: Final = "ingest"
@@ -91,19 +90,10 @@ def load_secrets(path: Path) -> dict[str, str]:
     Raises:
         CredentialsError: the file is readable by others than its owner, or not such a mapping.
     """
-    if not path.exists():
-        return {}
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise CredentialsError(f"{path}: mode {mode:04o} lets others read the passwords; chmod 600 it first")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise CredentialsError(f"{path}: cannot read the secrets file: {exc}") from exc
-    if not isinstance(doc, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
-                                            for k, v in doc.items()):
-        raise CredentialsError(f"{path}: expected a mapping of user names to passwords")
-    return dict(doc)
+        return read_credentials(path)
+    except CredentialsFileError as exc:
+        raise CredentialsError(str(exc)) from exc
 
 
 def provision(registry: Registry, out: Path, *, secrets_file: Path | None = None) -> Provisioned:
@@ -118,7 +108,7 @@ def provision(registry: Registry, out: Path, *, secrets_file: Path | None = None
     out.mkdir(parents=True, exist_ok=True)
     secrets_path.parent.mkdir(parents=True, exist_ok=True)
     if added or not secrets_path.exists():  # written before the hashes: never a hash without its password
-        replace_file(secrets_path, _secrets_text(passwords), mode=0o600)
+        write_credentials(secrets_path, passwords)
     lines = [f"{user}:{_hash(passwords[user], hashes.get(user))}" for user in users]
     replace_file(passwd_path, "\n".join(lines) + "\n", mode=0o644)
     replace_file(acl_path, acl_text(registry), mode=0o644)
@@ -129,9 +119,3 @@ def provision(registry: Registry, out: Path, *, secrets_file: Path | None = None
 def _hash(password: str, old: str | None) -> str:
     """The existing hash while it still matches (the file stays the same), else a new one."""
     return old if old is not None and check_password(password, old) else hash_password(password)
-
-
-def _secrets_text(passwords: dict[str, str]) -> str:
-    head = ("# MQTT passwords of yizhan (python -m gateway provision). Secret: keep this file mode 0600.\n"
-            "# A station's agent gets its own as STATION_PASSWORD; ingest and gateway theirs in MQTT_URL.\n")
-    return head + yaml.safe_dump(passwords, sort_keys=False, default_flow_style=False)

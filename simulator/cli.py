@@ -15,8 +15,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from firmware_stubs.config import ReplaySettings
-from gateway.exceptions import CredentialsError
-from gateway.provision import load_secrets
 from simulator.config import Settings, fault_flags, parse_start
 from simulator.exceptions import SimulatorError
 from simulator.faults import MAX_AGE_DAYS, Scenario, load_scenario, scenario_from_flags
@@ -24,6 +22,7 @@ from simulator.report import progress_line, summary_table
 from simulator.simulation import Broker, Progress, Simulation
 from simulator.synthetic import make_registry
 from telemetry.codec import describe
+from telemetry.credentials import CredentialsFileError, read_credentials
 from telemetry.registry import Registry, Station, load
 
 logger = logging.getLogger(__name__)
@@ -95,8 +94,8 @@ def replay_settings(args: argparse.Namespace, settings: Settings) -> ReplaySetti
 def _passwords(path: Path) -> dict[str, str]:
     """The stations' passwords from the secrets file of ``python -m gateway provision``."""
     try:
-        return load_secrets(path)
-    except CredentialsError as exc:
+        return read_credentials(path)
+    except CredentialsFileError as exc:
         raise SimulatorError(str(exc)) from exc
 
 

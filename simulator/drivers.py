@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firmware_stubs.agent import Clock
+from firmware_stubs.clock import Clock
 from firmware_stubs.drivers import ChargerState, Drivers, PeopleCount, TemperatureSample
 from simulator.model import StationModel
 

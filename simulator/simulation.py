@@ -1,6 +1,7 @@
 """A simulation: many real agents on simulated drivers and simulated time, with faults.
 
-Each station is a :class:`StationRun`: its model (people, chargers, temperatures), and the real
+Each station is a :class:`StationRun`: its model (people, chargers, temperatures), its network
+(:class:`~simulator.network.SimNetwork`, the agent's transport, which a fault cuts), and the real
 :class:`~firmware_stubs.agent.Agent` on simulated drivers, booted at a staggered moment of the
 first 30 simulated seconds and rebooted when a fault says so. Every agent shares one
 :class:`SimClock`, one buffer database and one event loop: no thread per agent, a few tasks and
@@ -25,14 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from firmware_stubs.agent import Agent, Clock
+from firmware_stubs.agent import Agent, default_backoff
 from firmware_stubs.buffer import Buffer, BufferFile
+from firmware_stubs.clock import Clock
 from simulator.clock import SimClock, SkewedClock
 from simulator.drivers import sim_drivers
 from simulator.exceptions import SimulatorError
 from simulator.faults import MALFORMED_KINDS, ClockSkew, NetworkLoss, Reboot, Scenario
 from simulator.malformed import MalformedSender
 from simulator.model import StationModel, unit
+from simulator.network import SimNetwork
 from telemetry.contract import AgentConfig, Kind
 from telemetry.registry import Station
 
@@ -128,7 +131,7 @@ class StationRun:
         self.tally = StationTally(sid)
         self.agent: Agent | None = None
         self.buffer: Buffer | None = None
-        self.network_up = True
+        self.network = SimNetwork()
         self.frozen = False
         self._malformed_rng = random.Random(f"{seed}:{sid}:malformed")  # noqa: S311 - simulation
         self._malformed_next = int(unit(seed, sid, "malformed") * len(MALFORMED_KINDS))
@@ -143,11 +146,9 @@ class StationRun:
         agent = Agent(station=self.station, drivers=sim_drivers(self.model, world=sim.clock, agent=self.clock),
                       buffer=self.buffer, host=b.host, port=b.port, username=username, password=password,
                       tls=b.tls, clock=self.clock, config=sim.config, replay_rate=sim.replay_rate, fw=FIRMWARE,
-                      flush_timeout=sim.drain_timeout,
-                      rng=random.Random(f"{sim.seed}:{sid}:{self.tally.reboots}"),  # noqa: S311 - jitter
+                      flush_timeout=sim.drain_timeout, transport=self.network,
+                      backoff=default_backoff(random.Random(f"{sim.seed}:{sid}:{self.tally.reboots}").random),  # noqa: S311 - jitter
                       on_reading=self._on_reading)
-        if not self.network_up:
-            agent.cut_network()
         agent.start()
         self.agent = agent
 
@@ -176,16 +177,6 @@ class StationRun:
         if self.agent is not None:
             self.agent.stop_reading()
 
-    def cut_network(self) -> None:
-        self.network_up = False
-        if self.agent is not None:
-            self.agent.cut_network()
-
-    def restore_network(self) -> None:
-        self.network_up = True
-        if self.agent is not None:
-            self.agent.restore_network()
-
     def snapshot(self, malformed: dict[str, Counter[str]]) -> StationTally:
         """The tally now; ``malformed``: the sender's acknowledged payloads of every station."""
         t = self.tally
@@ -213,7 +204,7 @@ class StationRun:
             sim.record(self.station.id, kind, payload)
         kinds = sim.scenario.malformed.kinds
         rate = sim.scenario.malformed.rate
-        if rate and kinds and self._malformed_rng.random() < rate and self.network_up and sim.sender:
+        if rate and kinds and self._malformed_rng.random() < rate and self.network.up and sim.sender:
             kind_bad = kinds[self._malformed_next % len(kinds)]
             self._malformed_next += 1
             sim.sender.send(self.station.id, kind_bad)
@@ -329,10 +320,10 @@ class Simulation:
         match fault:
             case NetworkLoss():
                 logger.info("%s: network lost", run.station.id)
-                run.cut_network()
+                run.network.cut()
                 await self.clock.sleep_until(begin + fault.for_)
                 logger.info("%s: network back", run.station.id)
-                run.restore_network()
+                run.network.restore()
             case Reboot():
                 if run.agent is None:
                     return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import heapq
+import itertools
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -12,7 +15,9 @@ import pytest
 from firmware_stubs.agent import Agent
 from firmware_stubs.buffer import BufferFile
 from firmware_stubs.drivers import Drivers, StubValues, stub_drivers
+from simulator.network import SimNetwork
 from telemetry import registry
+from telemetry.backoff import Backoff
 from telemetry.contract import AgentConfig
 from telemetry.registry import Station
 from tests.mqtt import Collector
@@ -41,12 +46,21 @@ AgentFactory = Callable[..., Agent]
 
 
 @pytest.fixture
-async def make_agent(broker: Mosquitto, station: Station, buffer_file: BufferFile) -> AsyncIterator[AgentFactory]:
-    """Agents of station S on this test's broker, FAST intervals, closed (power cut) after the test."""
+def network() -> SimNetwork:
+    """The agents' network (the simulator's transport): ``network.cut()`` loses it, ``restore()`` brings it back."""
+    return SimNetwork()
+
+
+@pytest.fixture
+async def make_agent(broker: Mosquitto, station: Station, buffer_file: BufferFile,
+                     network: SimNetwork) -> AsyncIterator[AgentFactory]:
+    """Agents of station S on this test's broker through ``network``, FAST intervals, reconnecting
+    at most 1 s apart; closed (power cut) after the test."""
     made: list[Agent] = []
 
     def make(*, drivers: Drivers | None = None, max_readings: int = 500_000, **kwargs: Any) -> Agent:
-        settings: dict[str, Any] = {"config": FAST, "backoff_max": 1.0, **kwargs}
+        settings: dict[str, Any] = {"config": FAST, "backoff": Backoff(initial=1.0, cap=1.0), "transport": network,
+                                    **kwargs}
         agent = Agent(station=station, drivers=drivers or stub_drivers(station, StubValues()),
                       buffer=buffer_file.buffer(station=station.id, max_readings=max_readings),
                       host="127.0.0.1", port=broker.port, **settings)
@@ -98,3 +112,30 @@ def influx_readings(influxd: Influxd, db: str, station: str) -> list[tuple[int, 
 def influx_seqs(influxd: Influxd, db: str, station: str) -> dict[int, int]:
     """seq -> ts (ms) of every reading of ``station`` stored in InfluxDB."""
     return dict(influx_readings(influxd, db, station))
+
+
+class ManualClock:
+    """An agent clock the test moves: :meth:`advance` wakes every wait it passes, in order of moment."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+        self._waits: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep_until(self, when: float) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if when <= self.now:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._waits, (when, next(self._order), fut))
+        return fut
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while self._waits and self._waits[0][0] <= self.now:
+            fut = heapq.heappop(self._waits)[2]
+            if not fut.done():
+                fut.set_result(None)

@@ -10,12 +10,14 @@ from typing import Any
 from firmware_stubs.agent import WILL
 from firmware_stubs.buffer import BufferFile
 from firmware_stubs.drivers import ChargerState, Drivers, StubValues, stub_drivers
+from simulator.network import SimNetwork
 from telemetry.contract import Kind, topic
 from telemetry.registry import Station
 from tests.conftest import IngestFactory
 from tests.firmware_stubs.conftest import (
     AgentFactory,
     CollectorFactory,
+    ManualClock,
     S,
     influx_readings,
     influx_seqs,
@@ -55,19 +57,34 @@ async def test_agent_broker_restart_loses_nothing_and_keeps_original_timestamps(
 
 
 async def test_agent_replays_oldest_first_in_batches_at_its_rate_while_live_readings_go_at_once(
-        make_agent: AgentFactory, collect: CollectorFactory) -> None:
-    received: list[tuple[float, Any]] = []
+        make_agent: AgentFactory, collect: CollectorFactory, network: SimNetwork) -> None:
+    """On a clock the test moves one period at a time, the backlog never gets ahead of replay_rate."""
+    clock = ManualClock(time.time())
+    received: list[tuple[float, Any]] = []  # (the agent's clock when it arrived, message), in order of arrival
     collector = collect(f"stations/v1/{S}/+")
-    collector.client.on_message = lambda _c, _u, m: received.append((time.monotonic(), m))
-    agent = make_agent(replay_rate=3)
+    collector.client.on_message = lambda _c, _u, m: received.append((clock.time(), m))
+    agent = make_agent(replay_rate=3, clock=clock)
+
+    def replayed() -> int:
+        return sum(len(doc) for _t, m in list(received) if isinstance(doc := json.loads(m.payload), list))
+
     async with agent:
         await until(lambda: agent.connected, what="connected")
-        agent.cut_network()
-        await until(lambda: agent.buffered >= 12, what="a backlog of 12 readings")
-        restored_ms = now_ms()
-        agent.restore_network()
+        network.cut()
+        await until(lambda: not agent.connected, what="the connection lost")
+        while agent.buffered < 12:
+            produced = agent.stats.produced
+            clock.advance(1)
+            await until(lambda: agent.stats.produced > produced, what="readings of the next period")  # noqa: B023 - awaited in this iteration
+        restored_ms = round(clock.time() * 1000) + 1
+        network.restore()
+        clock.advance(1)  # the backoff's wait (at most 1 s) is over
         await until(lambda: agent.connected, what="reconnected")
-        await until(lambda: agent.buffered == 0, timeout=20, what="the backlog drained")
+        reconnected = clock.time()
+        while agent.buffered:
+            sent = replayed()
+            clock.advance(1)
+            await until(lambda: replayed() > sent or not agent.buffered, what="the next replay step")  # noqa: B023 - awaited in this iteration
         last_seq = agent._buffer.seq
     after = [(t, m, json.loads(m.payload)) for t, m in received
              if m.topic.endswith(("/occupancy", "/charger", "/temperature"))]
@@ -75,11 +92,14 @@ async def test_agent_replays_oldest_first_in_batches_at_its_rate_while_live_read
     backlog = [r for _t, doc in batches for r in doc if r["ts"] < restored_ms]
     assert len(backlog) >= 12
     assert all(len(doc) <= 3 for _t, doc in batches), "a replay step sent more than replay_rate readings"
-    steps = sorted({round(t, 1) for t, _doc in batches})
-    assert steps[-1] - steps[0] >= (len(backlog) / 3 - 2) * 0.9, "the backlog went faster than replay_rate"
+    for t in {t for t, _doc in batches if t >= reconnected}:
+        sent = sum(len(doc) for u, doc in batches if reconnected <= u <= t)
+        assert sent <= 3 * (round(t - reconnected) + 1), "the backlog went faster than replay_rate"
     assert [r["seq"] for r in backlog] == sorted(r["seq"] for r in backlog), "backlog not sent oldest first"
-    first_live = next(t for t, _m, doc in after if isinstance(doc, dict) and doc["ts"] > restored_ms)
-    assert first_live < batches[-1][0], "live readings waited behind the backlog"
+    arrivals = [doc for _t, _m, doc in after]
+    first_live = next(i for i, doc in enumerate(arrivals) if isinstance(doc, dict) and doc["ts"] > restored_ms)
+    last_batch = max(i for i, doc in enumerate(arrivals) if isinstance(doc, list))
+    assert first_live < last_batch, "live readings waited behind the backlog"
     seqs = [doc["seq"] for _t, _m, doc in after if isinstance(doc, dict)] + [r["seq"] for _t, d in batches for r in d]
     assert set(seqs) == set(range(1, last_seq + 1))
 
@@ -112,12 +132,12 @@ async def test_agent_refuses_a_bad_config_and_keeps_the_old_one(
 
 
 async def test_agent_last_will_reaches_subscribers_when_its_connection_is_cut(
-        broker: Mosquitto, make_agent: AgentFactory, collect: CollectorFactory) -> None:
+        broker: Mosquitto, make_agent: AgentFactory, collect: CollectorFactory, network: SimNetwork) -> None:
     status = collect(topic(S, Kind.STATUS))
     agent = make_agent()
     async with agent:
         await until(lambda: statuses(status) and statuses(status)[0]["state"] == "online", what="online status")
-        agent.cut_network()
+        network.cut()
         await until(lambda: any(m.payload == WILL for m in status.messages), what="the last will")
         retained = collect(topic(S, Kind.STATUS))
         await until(lambda: retained.messages, what="the retained status")
@@ -166,13 +186,14 @@ async def test_agent_counts_driver_errors_and_keeps_reporting(tmp_path: Path, st
 
 
 async def test_agent_buffer_bound_drops_the_oldest_and_reports_it(make_agent: AgentFactory,
-                                                                  collect: CollectorFactory) -> None:
+                                                                  collect: CollectorFactory,
+                                                                  network: SimNetwork) -> None:
     data, status = collect(f"stations/v1/{S}/+"), collect(topic(S, Kind.STATUS))
     agent = make_agent(max_readings=8)
-    agent.cut_network()
+    network.cut()
     async with agent:
         await until(lambda: agent.dropped >= 7, what="readings dropped at the bound")
-        agent.restore_network()
+        network.restore()
         await until(lambda: agent.connected and agent.buffered == 0, what="the rest sent")
         dropped, last = agent.dropped, agent._buffer.seq
         await until(lambda: any((s.get("dropped") or 0) >= dropped for s in statuses(status)),

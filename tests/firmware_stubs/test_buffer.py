@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_stubs.agent import _chunks
+from firmware_stubs import replay
 from firmware_stubs.buffer import BufferFile, NewReading, Row
 from firmware_stubs.exceptions import BufferFileError
 from telemetry.contract import MAX_BATCH, MAX_PAYLOAD_BYTES, Kind
@@ -118,9 +118,9 @@ def test_buffer_invariants_under_any_sequence_of_adds_and_acks(ops: list[int], b
 
 def test_chunks_stay_within_the_contract_limits() -> None:
     small = [Row(i, Kind.OCCUPANCY, '{"ts":1,"seq":1,"people":1}') for i in range(2500)]
-    assert [len(c) for c in _chunks(small)] == [MAX_BATCH, MAX_BATCH, 500]
+    assert [len(c) for c in replay.chunks(small)] == [MAX_BATCH, MAX_BATCH, 500]
     big = [Row(i, Kind.OCCUPANCY, '{"pad":"' + "x" * 20_000 + '"}') for i in range(7)]
-    chunks = _chunks(big)
+    chunks = replay.chunks(big)
     assert [len(c) for c in chunks] == [3, 3, 1]
     for chunk in chunks:
         assert len(("[" + ",".join(r.payload for r in chunk) + "]").encode()) <= MAX_PAYLOAD_BYTES
