@@ -57,7 +57,7 @@ async def measure(n: int, per_message: int, per_read: int, profile: bool) -> Non
             pipeline = Pipeline(registry=reg, writer=_NeverWriter(), spool=Spool(directory=Path(tmp), max_bytes=1),
                                 metrics=metrics, stats=Stats(instance="bench", metrics=metrics), batch_points=10**9)
             on_messages = pipeline.on_messages
-            reads = [[(topic, payload, (1, (j + i) & 0xFFFF))
+            reads = [[(topic, payload, (1, (j + i) & 0xFFFF), 0)
                       for i, (topic, payload) in enumerate(msgs[j:j + per_read])]
                      for j in range(0, len(msgs), per_read)]
             started = time.perf_counter()

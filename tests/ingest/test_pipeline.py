@@ -12,7 +12,7 @@ from ingest.exceptions import InfluxUnavailableError
 from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
 from ingest.spool import Spool
-from ingest.subscriber import AckToken
+from ingest.subscriber import AckToken, Message
 from telemetry import registry
 from telemetry.codec import Decoder
 from tests.rig import until
@@ -47,9 +47,9 @@ def make(tmp_path: Path, writer: W, *, spool: Spool | None = None,
     return pipeline, writer, subscriber
 
 
-def occupancy(seq: int) -> tuple[str, bytes, AckToken]:
+def occupancy(seq: int, flags: int = 0) -> Message:
     payload = f'{{"ts": {int(NOW * 1000) - 1000 + seq}, "seq": {seq}, "people": 1}}'.encode()
-    return "stations/v1/PL-KT-001/occupancy", payload, (1, seq)
+    return "stations/v1/PL-KT-001/occupancy", payload, (1, seq), flags
 
 
 async def test_pipeline_seals_at_batch_points_and_on_the_timer(tmp_path: Path) -> None:
