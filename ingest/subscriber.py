@@ -124,20 +124,23 @@ class Subscriber:
         connect_timeout: for the TCP connection and the CONNACK together (the SUBACK may come
             after a resumed session's backlog: the keepalive watches the broker meanwhile).
         hold_bytes: PUBLISHes held while paused before the session drops them for a redelivery.
+        backoff: the delays between attempts (by default up to ``backoff_max``, reset after a
+            session that was subscribed for 5 s).
     """
 
     def __init__(self, *, host: str, port: int, client_id: str, topic_filter: str,
                  on_messages: OnMessages, on_event: Callable[[Event], None] | None = None,
                  username: str | None = None, password: str | None = None, tls: ssl.SSLContext | None = None,
                  keepalive: int = 30, connect_timeout: float = 10.0, backoff_max: float = 30.0,
-                 hold_bytes: int = 32 * 1024 * 1024) -> None:
+                 hold_bytes: int = 32 * 1024 * 1024, backoff: Backoff | None = None) -> None:
         self.on_messages = on_messages
         self._on_event = on_event or (lambda _event: None)
         self._host, self._port, self._tls = host, port, tls
         self._client_id, self._topic_filter = client_id, topic_filter
         self._username, self._password = username, password
         self._keepalive, self._connect_timeout, self._hold_bytes = keepalive, connect_timeout, hold_bytes
-        self._backoff = Backoff(initial=min(1.0, backoff_max), cap=backoff_max, healthy_after=_HEALTHY_SECONDS)
+        self.backoff = backoff or Backoff(initial=min(1.0, backoff_max), cap=backoff_max,
+                                          healthy_after=_HEALTHY_SECONDS)
         self._proto: _Protocol | None = None
         self._connection = 0
         self._had_session = False
@@ -163,7 +166,7 @@ class Subscriber:
                     reason = closed.reason
                 if self._stopping.is_set():
                     return
-                delay = self._backoff.next()
+                delay = self.backoff.next()
                 logger.warning("MQTT %s:%s: %s; retrying in %.1f s", self._host, self._port, reason, delay)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
@@ -197,7 +200,7 @@ class Subscriber:
             if self.connected.is_set():
                 self.connected.clear()
                 self.on_state(False)
-                self._backoff.succeeded(time.monotonic() - started)
+                self.backoff.succeeded(time.monotonic() - started)
             await self._close(transport, proto)
         if closed.error is not None:
             raise closed.error
@@ -285,6 +288,12 @@ class Subscriber:
     @property
     def paused(self) -> bool:
         return self._paused
+
+    @property
+    def held(self) -> int:
+        """PUBLISHes held back while paused."""
+        proto = self._proto
+        return proto.session.held if proto and proto.session else 0
 
     async def stop(self) -> None:
         """Send DISCONNECT after the PUBACKs queued so far (the session stays); wait until :meth:`run` ends."""
