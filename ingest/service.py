@@ -39,6 +39,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
                             topic_filter=settings.topic_filter, on_messages=pipeline.on_messages,
                             on_event=lambda event: _count_event(metrics, event), username=mqtt.username,
                             password=mqtt.password, tls=settings.mqtt_tls_context(),
+                            keepalive=settings.ingest_mqtt_keepalive_seconds,
                             hold_bytes=int(settings.ingest_mqtt_hold_mb * 1024 * 1024))
     subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
     pipeline.attach(subscriber)

@@ -219,12 +219,15 @@ class Session:
         paused: start with PUBLISHes held (the pipeline is full).
         max_packet: the largest PUBLISH taken whole (payload plus topic and header).
         hold_bytes: what may be held while paused, before PUBLISHes are dropped for redelivery.
+        undelivered: packet ids the previous connection dropped (:attr:`dropped_ids`): their
+            redeliveries are their first delivery to the caller, so they are not flagged DUP.
     """
 
     def __init__(self, *, client_id: str, topic_filter: str, connection: int, now: float,
                  keepalive: int = 30, connect_timeout: float = 10.0, username: str | None = None,
                  password: str | None = None, expect_session: bool = False, paused: bool = False,
-                 max_packet: int = MAX_PAYLOAD_BYTES + TOPIC_SLACK, hold_bytes: int = 32 * 1024 * 1024) -> None:
+                 max_packet: int = MAX_PAYLOAD_BYTES + TOPIC_SLACK, hold_bytes: int = 32 * 1024 * 1024,
+                 undelivered: frozenset[int] = frozenset()) -> None:
         if keepalive < 1:
             raise ValueError(f"keepalive must be at least 1 s, got {keepalive}")
         self.state = State.CONNECTING
@@ -246,6 +249,8 @@ class Session:
         self._held_size = 0
         self.dropped = 0
         """PUBLISHes dropped unacknowledged past ``hold_bytes`` (redelivered after the reconnect)."""
+        self.dropped_ids: set[int] = set()
+        self._undelivered = set(undelivered)
         self._unacked = 0
         self.last_rx = self.last_tx = self._last_ping = now
 
@@ -382,6 +387,8 @@ class Session:
     def _deliver(self, messages: list[Message]) -> list[Message]:
         if not messages:
             return messages
+        if self._undelivered:
+            messages = [self._first_delivery(m) for m in messages]
         if not self.paused:
             self._count_handed(messages)
             return messages
@@ -389,10 +396,20 @@ class Session:
             size = len(message[0]) + len(message[1]) + _MESSAGE_OVERHEAD
             if self.dropped or self._held_size + size > self._hold_bytes:
                 self.dropped += 1  # and every one after it, so acknowledgements stay in order
+                if message[2] is not None:
+                    self.dropped_ids.add(message[2][1])
             else:
                 self._held.append(message)
                 self._held_size += size
         return []
+
+    def _first_delivery(self, message: Message) -> Message:
+        """A redelivery of what the previous connection dropped unread is new to the caller."""
+        topic, payload, token, flags = message
+        if flags & DUP and token is not None and token[1] in self._undelivered:
+            self._undelivered.discard(token[1])
+            return topic, payload, token, flags & ~DUP
+        return message
 
     def _count_handed(self, messages: list[Message]) -> None:
         self._unacked += sum(1 for m in messages if m[2] is not None)

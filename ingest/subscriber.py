@@ -144,6 +144,7 @@ class Subscriber:
         self._proto: _Protocol | None = None
         self._connection = 0
         self._had_session = False
+        self._undelivered: frozenset[int] = frozenset()
         self._paused = False
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
@@ -161,7 +162,7 @@ class Subscriber:
                     reason = str(exc) or type(exc).__name__
                 else:
                     if closed.redeliver:
-                        logger.info("MQTT %s; reconnecting now", closed.reason)
+                        logger.info("MQTT %s", closed.reason)
                         continue
                     reason = closed.reason
                 if self._stopping.is_set():
@@ -190,11 +191,12 @@ class Subscriber:
                                 connection=self._connection, now=started, keepalive=self._keepalive,
                                 connect_timeout=self._connect_timeout, username=self._username,
                                 password=self._password, expect_session=self._had_session,
-                                paused=self._paused, hold_bytes=self._hold_bytes)
+                                paused=self._paused, hold_bytes=self._hold_bytes, undelivered=self._undelivered)
         self._proto = proto
         try:
             self.pump(proto)
             closed = await self._watch(proto, proto.session)
+            self._undelivered = frozenset(proto.session.dropped_ids) if closed.redeliver else frozenset()
         finally:
             self._proto = None
             if self.connected.is_set():
@@ -241,6 +243,7 @@ class Subscriber:
             self._event(event)
 
     def _event(self, event: Event) -> None:
+        self._wake.set()  # the session's deadline may be earlier now (the keepalive after the CONNACK)
         match event:
             case Connected(session_present=present, session_lost=lost):
                 self._had_session = True
@@ -254,8 +257,6 @@ class Subscriber:
                 logger.info("MQTT subscribed to %s", self._topic_filter)
                 self.connected.set()
                 self.on_state(True)
-            case Closed():
-                self._wake.set()
         self._on_event(event)
 
     def ack(self, tokens: Iterable[AckToken]) -> int:

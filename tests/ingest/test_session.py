@@ -343,3 +343,13 @@ def test_session_every_transition_of_the_table_is_drawn_in_the_docs() -> None:
     assert block is not None, "docs/ingest.md has no state diagram"
     assert block.group(1) == diagram(), "docs/ingest.md's diagram differs from ingest.session.TRANSITIONS"
     assert {event for _, event in TRANSITIONS} == set(Input)
+
+
+def test_session_redelivery_of_what_was_dropped_is_a_first_delivery() -> None:
+    first = active(hold_bytes=300)
+    first.pause()
+    first.receive_data(b"".join(publish(b"x" * 100, pid) for pid in range(1, 5)), 1.0)
+    assert first.dropped_ids == {2, 3, 4}
+    second = active(present=True, connection=8, undelivered=frozenset(first.dropped_ids))
+    got = second.receive_data(b"".join(publish(b"x", pid, dup=True) for pid in (1, 2, 3)), 2.0)
+    assert [m[3] for m in got] == [DUP, 0, 0]  # 1 was handed over before: a true redelivery

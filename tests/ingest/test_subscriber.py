@@ -165,7 +165,7 @@ async def test_subscriber_silent_broker_found_within_1_5_keepalive(paused: bool)
         conn.answer_pings = number > 0
         await handshake(conn)
 
-    async with ScriptedBroker(silent) as broker, running(broker) as (subscriber, _):
+    async with ScriptedBroker(silent) as broker, running(broker, connect_timeout=5.0) as (subscriber, _):
         if paused:
             subscriber.pause()
         first = await broker.connection(0)
