@@ -251,7 +251,9 @@ class Session:
         """PUBLISHes dropped unacknowledged past ``hold_bytes`` (redelivered after the reconnect)."""
         self.dropped_ids: set[int] = set()
         self._undelivered = set(undelivered)
-        self._unacked = 0
+        self._last_token: AckToken | None = None  # of the last QoS 1 message handed over or held
+        self._drain_token: AckToken | None = None  # the last one before the first drop, until acknowledged
+        self._last_acked = -1  # packet id of the last PUBACK sent
         self.last_rx = self.last_tx = self._last_ping = now
 
     # --- inputs --------------------------------------------------------------------------------
@@ -317,12 +319,16 @@ class Session:
         if self.state is State.CLOSED:
             return 0
         current = self.connection
-        acks = [_PUBACK_PACK(0x40, 2, pid) for conn, pid in tokens if conn == current]
-        if acks:
-            self._send(b"".join(acks), now)
-            self._unacked -= len(acks)
+        if self._drain_token is not None:  # after an overflow: watch for the last token before it
+            tokens = list(tokens)
+            if self._drain_token in tokens:
+                self._drain_token = None
+        pids = [pid for conn, pid in tokens if conn == current]
+        if pids:
+            self._send(b"".join([_PUBACK_PACK(0x40, 2, pid) for pid in pids]), now)
+            self._last_acked = pids[-1]
             self._check_redeliver()
-        return len(acks)
+        return len(pids)
 
     def pause(self) -> None:
         """Hold PUBLISHes back (the pipeline is full); every other packet is still handled."""
@@ -332,7 +338,6 @@ class Session:
         """Hand PUBLISHes over again; returns those held meanwhile, in order."""
         self.paused = False
         held, self._held, self._held_size = self._held, [], 0
-        self._count_handed(held)
         self._check_redeliver()
         return held
 
@@ -390,18 +395,29 @@ class Session:
         if self._undelivered:
             messages = [self._first_delivery(m) for m in messages]
         if not self.paused:
-            self._count_handed(messages)
+            self._note_last(messages)
             return messages
         for message in messages:
             size = len(message[0]) + len(message[1]) + _MESSAGE_OVERHEAD
             if self.dropped or self._held_size + size > self._hold_bytes:
+                if not self.dropped and self._last_token is not None and self._last_token[1] != self._last_acked:
+                    self._drain_token = self._last_token  # acknowledgements come in order: wait for this one
                 self.dropped += 1  # and every one after it, so acknowledgements stay in order
                 if message[2] is not None:
                     self.dropped_ids.add(message[2][1])
             else:
                 self._held.append(message)
                 self._held_size += size
+                if message[2] is not None:
+                    self._last_token = message[2]
         return []
+
+    def _note_last(self, messages: list[Message]) -> None:
+        """Remember the last token handed over (once per read: acknowledgements come in order)."""
+        for message in reversed(messages):
+            if message[2] is not None:
+                self._last_token = message[2]
+                return
 
     def _first_delivery(self, message: Message) -> Message:
         """A redelivery of what the previous connection dropped unread is new to the caller."""
@@ -411,11 +427,8 @@ class Session:
             return topic, payload, token, flags & ~DUP
         return message
 
-    def _count_handed(self, messages: list[Message]) -> None:
-        self._unacked += sum(1 for m in messages if m[2] is not None)
-
     def _check_redeliver(self) -> None:
-        if self.dropped and not self.paused and not self._held and self._unacked <= 0:
+        if self.dropped and not self.paused and not self._held and self._drain_token is None:
             reason = f"{self.dropped} messages dropped while paused: reconnecting for their redelivery"
             self._input(Input.REDELIVER, Closed(reason, redeliver=True))
 

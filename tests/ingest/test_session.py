@@ -353,3 +353,14 @@ def test_session_redelivery_of_what_was_dropped_is_a_first_delivery() -> None:
     second = active(present=True, connection=8, undelivered=frozenset(first.dropped_ids))
     got = second.receive_data(b"".join(publish(b"x", pid, dup=True) for pid in (1, 2, 3)), 2.0)
     assert [m[3] for m in got] == [DUP, 0, 0]  # 1 was handed over before: a true redelivery
+
+
+def test_session_overflow_with_everything_before_it_acknowledged_redelivers_at_resume() -> None:
+    session = active(hold_bytes=100)
+    assert len(session.receive_data(publish(b"a", 1), 1.0)) == 1
+    session.ack([(7, 1)], 1.1)
+    session.pause()
+    session.receive_data(publish(b"x" * 200, 2), 1.2)  # over the bound at once: dropped
+    assert (session.held, session.dropped) == (0, 1)
+    assert session.resume() == []
+    assert closed(session).redeliver
