@@ -449,7 +449,7 @@ class Session:
                     break
                 mult *= 128
                 if mult > 128**3:
-                    raise MqttProtocolError("malformed remaining length")
+                    raise _ViolationError(ProtocolErrorKind.MALFORMED, "malformed remaining length")
             first = data[i]
             stop = j + length
             if length > limit:

@@ -212,7 +212,7 @@ def test_session_oversize_control_packet_closes() -> None:
 def test_session_malformed_and_unexpected_packets_close() -> None:
     session = active()
     session.receive_data(b"\x30\xff\xff\xff\xff\x01", 1.0)  # a remaining length of five bytes
-    assert closed(session).protocol_error is ProtocolErrorKind.UNEXPECTED
+    assert closed(session).protocol_error is ProtocolErrorKind.MALFORMED
     session = active()
     session.receive_data(b"\x00\x00", 1.0)  # packet type 0 is reserved
     assert "unexpected packet type 0" in closed(session).reason
