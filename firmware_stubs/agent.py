@@ -499,8 +499,8 @@ class Agent:
             return
         self.stats.produced += len(new)
         if self._buffer.dropped > dropped:
-            logger.warning("%s: buffer full (%d readings) or past the contract's age limit: dropped the %d oldest",
-                           self.station.id, self._buffer.max_readings, self._buffer.dropped - dropped)
+            logger.warning("%s: buffer full (%d readings): dropped the %d oldest", self.station.id,
+                           self._buffer.max_readings, self._buffer.dropped - dropped)
         if self._on_reading is not None:
             for r in new:
                 self._on_reading(r.kind, r.payload)
