@@ -19,13 +19,13 @@ async def test_simulator_station_offline_10_days_every_reading_stored(
     start_ingest()
     station = registry.load().get("PL-KT-001")
     assert station is not None
-    start = float(int(time.time()) - 10 * DAY - 3600)
+    start = float(int(time.time()) - 10 * DAY - 7 * 3600)
     scenario = Scenario(faults=(NetworkLoss(station=station.id, at=60.0, for_=10 * DAY),))
     config = AgentConfig(occupancy_interval_s=900, charger_interval_s=900, temperature_interval_s=900,
                          status_interval_s=3600)
     summary = await Simulation(stations=[station], broker=Broker("127.0.0.1", broker.port), start=start,
-                               duration=10 * DAY + 1800, seed=3, scenario=scenario, config=config,
-                               replay_rate=100_000, stagger=1, drain_timeout=60).run()
+                               duration=10 * DAY + 6 * 3600, seed=3, scenario=scenario, config=config,
+                               replay_rate=100_000, stagger=1, drain_timeout=120).run()
     [row] = summary.stations
     assert row.produced > 4000  # ten days of five readings every 15 minutes
     assert (row.dropped, row.buffered, row.acknowledged) == (0, 0, row.produced)
