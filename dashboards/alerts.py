@@ -10,6 +10,8 @@ Series carry their GROUP BY tags as labels, so one rule alerts per station (or c
     charger-fault      a charger reported a fault code in the last 5 minutes
     pipeline-down      no occupancy reading from any station for 5 minutes (no data alerts too)
     reject-rate        more than 2 % of the messages of the last 10 minutes rejected
+    ingest-away        no ingest connected to the broker for 15 minutes: the broker is queueing for
+                       it, within max_queued_bytes (10 days at 45 stations, minutes at 100,000)
 
 The rules route to one contact point, ``yizhan-operators``, a webhook whose URL comes from
 ``ALERT_WEBHOOK_URL`` (provisioning files read it from Grafana's environment; the push from ours).
@@ -156,6 +158,16 @@ RULES: Final = (
         summary="拒收率 reject rate above 2 %",
         description="More than 2 % of the MQTT messages of the last 10 minutes were rejected; the pipeline "
                     "dashboard lists them with their reasons."),
+    AlertRule(
+        "yizhan-ingest-away", "代理队列在涨 Ingest away from the broker for 15 minutes",
+        Query(select('count("mqtt_connected") AS "connected_points"', m("ingest_stats"),
+                     conditions=where(TIME, '"mqtt_connected" = true')), columns=("connected_points",)),
+        window_s=15 * 60, reducer="last", operator="lt", threshold=1, no_data="Alerting",
+        dashboard="yizhan-pipeline", panel="连接 Connections",
+        summary="15分钟没有 ingest 连接代理 No ingest connected to the broker for 15 minutes",
+        description="The broker is queueing every reading for ingest's session, up to its max_queued_bytes "
+                    "(about 10 days at 45 stations, 6 minutes at 100,000), and drops the rest after that: bring "
+                    "ingest back before (docs/operations.md, Ingest away)."),
 )
 
 

@@ -2,7 +2,7 @@
 
 Everything here comes from InfluxDB itself, so no Prometheus is needed: whether ingest is connected
 to the broker and writing to InfluxDB, readings and points written per second, rejects by reason,
-the disk spool, write latency and points pending.
+the disk spool, write latency, points pending, and MQTT sessions the broker lost.
 """
 
 from __future__ import annotations
@@ -109,7 +109,22 @@ def storage_row() -> Row:
         Panel("state-timeline", "连接 Connections", up, 12, 8, mappings=(UP_MAPPING,), interval="10s",
               custom={"fillOpacity": 80, "lineWidth": 0},
               options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8, "legend": {"showLegend": False}}),
+        sessions_panel(per_instance('sum("sessions_lost") AS "sessions_lost", sum("redelivered") AS "redelivered"',
+                                    "0")),
     ))
+
+
+SESSIONS_LOST = "会话丢失 Sessions lost and redeliveries"
+
+
+def sessions_panel(fields: str) -> Panel:
+    """Reconnections on which the broker had lost ingest's session (what was queued for it is gone)."""
+    query = Query(fields, columns=("sessions_lost", "redelivered"), alias="$tag_instance $col")
+    return Panel("timeseries", SESSIONS_LOST, (query,), 24, 6, unit="none", minimum=0, interval="1m",
+                 custom={"drawStyle": "bars", "fillOpacity": 80, "showPoints": "never"}, options=LEGEND,
+                 description="sessions_lost: reconnections on which the broker had no session for ingest, so what "
+                             "was published meanwhile is gone (docs/operations.md). redelivered: messages the broker "
+                             "sent again (DUP) or retained repeats, stored idempotently, not counted as new.")
 
 
 def rejects_row() -> Row:

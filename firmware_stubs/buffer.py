@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from firmware_stubs.exceptions import BufferFileError
-from telemetry.contract import Kind
+from telemetry.contract import MAX_AGE_MS, Kind
 
 SCHEMA_VERSION: Final = 1
 
@@ -134,13 +134,17 @@ class Buffer:
         file: the database.
         station: whose readings.
         max_readings: the bound; adding beyond it drops the oldest readings and counts them.
+        max_age_ms: readings older than this before the newest one are dropped and counted too:
+            ingest would refuse them (the contract's ``MAX_AGE_MS``).
     """
 
-    def __init__(self, *, file: BufferFile, station: str, max_readings: int = 500_000) -> None:
+    def __init__(self, *, file: BufferFile, station: str, max_readings: int = 500_000,
+                 max_age_ms: int = MAX_AGE_MS) -> None:
         if max_readings < 1:
             raise ValueError("max_readings must be at least 1")
         self.station = station
         self.max_readings = max_readings
+        self.max_age_ms = max_age_ms
         self._conn = file.connection
         with self._conn:
             self._conn.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
@@ -170,8 +174,8 @@ class Buffer:
     def add(self, readings: Sequence[NewReading]) -> list[Row]:
         """Store readings whose ``seq`` continue this station's; returns those still stored.
 
-        Beyond the bound the oldest readings are deleted (and counted in :attr:`dropped`) in the
-        same transaction.
+        Beyond the bound, and past ``max_age_ms`` before the newest reading, the oldest readings
+        are deleted (and counted in :attr:`dropped`) in the same transaction.
         """
         if not readings:
             return []
@@ -182,7 +186,7 @@ class Buffer:
         last_ts = max(self._last_ts, *(r.ts for r in readings))
         with conn:
             rows = [Row(self._insert(r), r.kind, r.payload) for r in readings]
-            over = self._count + len(rows) - self.max_readings
+            over = max(self._count + len(rows) - self.max_readings, self._too_old(last_ts - self.max_age_ms))
             dropped = 0
             if over > 0:
                 dropped = conn.execute(
@@ -196,6 +200,23 @@ class Buffer:
         self._last_ts = last_ts
         self._count += len(rows) - dropped
         return survivors
+
+    def _too_old(self, cutoff: int) -> int:
+        """How many of the oldest readings (by id, the order they are sent in) have a ts before ``cutoff``."""
+        oldest = self._conn.execute("SELECT ts FROM readings WHERE station = ? ORDER BY id LIMIT 1",
+                                    (self.station,)).fetchone()
+        if oldest is None or oldest[0] >= cutoff:  # the common case: one index lookup
+            return 0
+        count, last_id = 0, 0
+        while True:
+            page = self._conn.execute("SELECT id, ts FROM readings WHERE station = ? AND id > ? ORDER BY id LIMIT 512",
+                                      (self.station, last_id)).fetchall()
+            for row_id, ts in page:
+                if ts >= cutoff:
+                    return count
+                count, last_id = count + 1, row_id
+            if len(page) < 512:
+                return count
 
     def _insert(self, r: NewReading) -> int:
         cur = self._conn.execute("INSERT INTO readings (station, kind, ts, seq, payload) VALUES (?, ?, ?, ?, ?)",

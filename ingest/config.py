@@ -27,6 +27,8 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     ingest_batch_points: Annotated[int, Field(ge=1, le=100_000)] = 5000
     ingest_batch_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2
     ingest_batch_idle_seconds: Annotated[float, Field(gt=0, le=60)] = 0.02
+    ingest_mqtt_keepalive_seconds: Annotated[int, Field(ge=2, le=300)] = 30
+    ingest_mqtt_hold_mb: Annotated[float, Field(gt=0, le=4096)] = 32
     ingest_write_concurrency: Annotated[int, Field(ge=1, le=16)] = 2
     ingest_summary_seconds: Annotated[float, Field(gt=0)] = 60.0
     ingest_stats_seconds: Annotated[float, Field(gt=0)] = 10.0

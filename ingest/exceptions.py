@@ -3,8 +3,8 @@
     IngestError
     ├── MqttError                     the broker connection failed or was lost
     │   ├── ConnectRefusedError       CONNACK with a non-zero return code (.code)
-    │   ├── SubscribeRefusedError     SUBACK refused the topic filter (.topic_filter)
-    │   └── MqttProtocolError         the broker sent bytes we cannot parse
+    │   ├── SubscribeRefusedError     SUBACK refused, granted QoS 0 or had another id (.topic_filter, .answer)
+    │   └── MqttProtocolError         the broker sent bytes we cannot parse or may not send
     ├── InfluxError                   a write to InfluxDB did not succeed
     │   ├── InfluxUnavailableError    unreachable, timed out or 5xx: retry later, spool meanwhile
     │   └── InfluxRejectedError       4xx: the points themselves are refused (.status, .message)
@@ -39,9 +39,10 @@ class ConnectRefusedError(MqttError):
 
 
 class SubscribeRefusedError(MqttError):
-    def __init__(self, topic_filter: str) -> None:
+    def __init__(self, topic_filter: str, answer: str = "0x80 (refused)") -> None:
         self.topic_filter = topic_filter
-        super().__init__(f"broker refused the subscription to {topic_filter}")
+        self.answer = answer
+        super().__init__(f"broker did not grant QoS 1 for {topic_filter}: SUBACK with {answer}")
 
 
 class MqttProtocolError(MqttError):

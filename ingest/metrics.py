@@ -25,6 +25,10 @@ class Counts:
     messages: int = 0
     points_written: int = 0
     spooled_batches: int = 0
+    redelivered: int = 0
+    """DUP redeliveries and retained repeats: not in ``messages``."""
+    sessions_lost: int = 0
+    protocol_errors: dict[str, int] = field(default_factory=dict)
     rejects: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RejectReason, 0))
 
 
@@ -39,6 +43,15 @@ class _CountsCollector(Collector):
                                   value=c.points_written)
         yield CounterMetricFamily("ingest_spooled_batches", "Batches written to the disk spool",
                                   value=c.spooled_batches)
+        yield CounterMetricFamily("ingest_messages_redelivered", "MQTT messages received again (DUP redeliveries, "
+                                  "retained repeats): not in ingest_messages_received", value=c.redelivered)
+        yield CounterMetricFamily("ingest_sessions_lost", "Reconnections on which the broker had lost ingest's session",
+                                  value=c.sessions_lost)
+        errors = CounterMetricFamily("ingest_mqtt_protocol_errors", "Connections closed for what the broker sent, "
+                                     "by kind", labels=["kind"])
+        for kind, count in c.protocol_errors.items():
+            errors.add_metric([kind], count)
+        yield errors
         rejects = CounterMetricFamily("ingest_rejects", "Readings or messages rejected, by reason", labels=["reason"])
         for reason, count in c.rejects.items():
             rejects.add_metric([str(reason)], count)

@@ -33,10 +33,10 @@ from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError, Spool
 from ingest.metrics import Metrics
 from ingest.spool import Spool
 from ingest.stats import Stats
-from ingest.subscriber import AckToken, Message, Subscriber
+from ingest.subscriber import DUP, OVERSIZE, RETAINED, AckToken, Message, Subscriber
 from ingest.writer import Writer
 from telemetry.codec import Decoded, Decoder, Reject, clip
-from telemetry.contract import RejectReason
+from telemetry.contract import MAX_PAYLOAD_BYTES, RejectReason
 from telemetry.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -108,8 +108,8 @@ class Pipeline:
 
     # --- receiving (synchronous, called by the subscriber for every PUBLISH) -----------------
 
-    def on_message(self, topic: str, payload: bytes, token: AckToken | None) -> None:
-        self.on_messages([(topic, payload, token)])
+    def on_message(self, topic: str, payload: bytes, token: AckToken | None, flags: int = 0) -> None:
+        self.on_messages([(topic, payload, token, flags)])
 
     def on_messages(self, messages: Sequence[Message]) -> None:
         """The messages of one read, in order: single readings validated together, each then batched."""
@@ -117,21 +117,44 @@ class Pipeline:
         now_ms = int(self._clock() * 1000)
         self._last_message = time.monotonic()
         if len(messages) == 1:  # a quiet stream: nothing to group
-            topic, payload, token = messages[0]
-            self._add(topic, token, self._decode_one(topic, payload), now_ms)
+            topic, payload, token, flags = messages[0]
+            if flags:
+                self._flagged(topic, payload, token, flags, now_ms)
+            else:
+                self._add(topic, token, self._decode_one(topic, payload), now_ms)
             return
         for start in range(0, len(messages), _GROUP_MAX):
             chunk = messages[start:start + _GROUP_MAX]
             grouped: list[Decoded | None] = []
             if len(chunk) > 1:
                 try:
-                    grouped = self._decoder.decode_grouped([(topic, payload) for topic, payload, _ in chunk])
+                    grouped = self._decoder.decode_grouped([(topic, payload) for topic, payload, _, _ in chunk])
                 except Exception:  # a bug in the grouped decode: each message is decided alone
                     logger.exception("cannot decode %d messages together", len(chunk))
-            for i, (topic, payload, token) in enumerate(chunk):
+            for i, (topic, payload, token, flags) in enumerate(chunk):
+                if flags:
+                    self._flagged(topic, payload, token, flags, now_ms)
+                    continue
                 # the rest decoded one by one as they are batched: their readings are still in the cache
                 outcome = (grouped[i] if grouped else None) or self._decode_one(topic, payload)
                 self._add(topic, token, outcome, now_ms)
+
+    def _flagged(self, topic: str, payload: bytes, token: AckToken | None, flags: int, now_ms: int) -> None:
+        """A redelivery (stored, not counted as new), a retained repeat (not stored), or an oversize PUBLISH."""
+        counts = self._counts
+        if flags & OVERSIZE:  # the payload is its declared size: the session skipped it unread
+            station = self._decoder.decode(topic, b"{}").station
+            outcome: Decoded | Exception = Decoded(rejects=[Reject(
+                RejectReason.TOO_LARGE, station.id if station else "", clip(topic),
+                f"payload is {payload.decode()} bytes, at most {MAX_PAYLOAD_BYTES}")])
+        elif flags & RETAINED:
+            outcome = Decoded()
+        else:
+            outcome = self._decode_one(topic, payload)
+        if flags & (DUP | RETAINED):
+            counts.messages -= 1
+            counts.redelivered += 1
+        self._add(topic, token, outcome, now_ms, fresh=not flags & (DUP | RETAINED))
 
     def _decode_one(self, topic: str, payload: bytes) -> Decoded | Exception:
         try:
@@ -139,7 +162,8 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - becomes a reject in _add
             return exc
 
-    def _add(self, topic: str, token: AckToken | None, outcome: Decoded | Exception, now_ms: int) -> None:
+    def _add(self, topic: str, token: AckToken | None, outcome: Decoded | Exception, now_ms: int,
+             *, fresh: bool = True) -> None:
         batch = self._current
         was_empty = batch.empty
         if was_empty:
@@ -151,11 +175,11 @@ class Pipeline:
             if station is not None and len(readings) == 1 and outcome.status is None:  # the common message
                 reading = readings[0]
                 points = [lineprotocol.reading(station, reading)]
-                if self._stats is not None:
+                if self._stats is not None and fresh:
                     self._stats.reading(station, reading.ts, now_ms)
             else:
                 points = self._encode(outcome, now_ms)
-                if self._stats is not None and readings and station is not None:
+                if self._stats is not None and readings and station is not None and fresh:
                     self._stats.readings(station, [r.ts for r in readings], now_ms)
             rejects = outcome.rejects
         except Exception as exc:  # a bug must not turn one message into a redelivery loop

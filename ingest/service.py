@@ -10,6 +10,7 @@ import time
 from ingest.config import Settings
 from ingest.metrics import Metrics, serve_http
 from ingest.pipeline import Pipeline
+from ingest.session import Closed, Connected, Event
 from ingest.spool import Spool
 from ingest.stats import Stats
 from ingest.subscriber import Subscriber
@@ -36,7 +37,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     mqtt = settings.mqtt
     subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
                             topic_filter=settings.topic_filter, on_messages=pipeline.on_messages,
-                            username=mqtt.username, password=mqtt.password, tls=settings.mqtt_tls_context())
+                            on_event=lambda event: _count_event(metrics, event), username=mqtt.username,
+                            password=mqtt.password, tls=settings.mqtt_tls_context(),
+                            keepalive=settings.ingest_mqtt_keepalive_seconds,
+                            hold_bytes=int(settings.ingest_mqtt_hold_mb * 1024 * 1024))
     subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
     pipeline.attach(subscriber)
     metrics.pending_points.set_function(lambda: pipeline.pending_points)
@@ -76,6 +80,16 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
         await writer.aclose()
     _log_summary(metrics, pipeline)
     logger.info("stopped")
+
+
+def _count_event(metrics: Metrics, event: Event) -> None:
+    """Session events that the metrics and ``ingest_stats`` count."""
+    counts = metrics.counts
+    match event:
+        case Connected(session_lost=True):
+            counts.sessions_lost += 1
+        case Closed(protocol_error=kind) if kind is not None:
+            counts.protocol_errors[kind] = counts.protocol_errors.get(kind, 0) + 1
 
 
 async def _stats(stats: Stats, pipeline: Pipeline, settings: Settings) -> None:

@@ -1,7 +1,8 @@
 """Pipeline statistics written into InfluxDB itself, so dashboards need no Prometheus.
 
-Every ``interval`` (10 s) one ``ingest_stats`` point (tag ``instance``): messages, readings,
-rejects, points written, spool size, write latency, pending points, and the lag between a reading's
+Every ``interval`` (10 s) one ``ingest_stats`` point (tag ``instance``): messages (new ones),
+redelivered (DUP redeliveries and retained repeats, apart), sessions_lost, readings, rejects,
+points written, spool size, write latency, pending points, and the lag between a reading's
 device ``ts`` and its arrival (p50/p99, from a uniform sample of the interval's readings). Every
 ``station_interval`` (60 s) one ``ingest_station_lag`` point per station heard from (tags station,
 district): the lag of its newest reading per message (min, median, max), which shows clocks that
@@ -115,6 +116,8 @@ class Stats:
             f"messages={int(self._delta('messages', c.messages))}i",
             f"readings={self._readings}i",
             f"rejects={int(self._delta('rejects', sum(c.rejects.values())))}i",
+            f"redelivered={int(self._delta('redelivered', c.redelivered))}i",
+            f"sessions_lost={int(self._delta('sessions_lost', c.sessions_lost))}i",
             f"points_written={int(self._delta('points', c.points_written))}i",
             f"spool_bytes={int(m.gauge(m.spool_bytes))}i",
             f"spool_batches={int(m.gauge(m.spool_batches))}i",

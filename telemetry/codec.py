@@ -386,5 +386,5 @@ class Decoder:
             ahead = round((ts_ms - now_ms) / 1000) if ts_ms - now_ms < 2**53 else (ts_ms - now_ms) // 1000
             return clip(f"ts {ts_ms} is {ahead} s ahead of the server clock (at most 300 s)")
         if ts_ms < now_ms - MAX_AGE_MS:
-            return f"ts {ts_ms} is more than 7 days old"
+            return f"ts {ts_ms} is more than {MAX_AGE_MS // 86_400_000} days old"
         return None

@@ -30,7 +30,8 @@ SUBSCRIPTION: Final = f"{TOPIC_ROOT}/+/+"
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_BATCH: Final = 1000
 MAX_FUTURE_MS: Final = 5 * 60 * 1000
-MAX_AGE_MS: Final = 7 * 24 * 3600 * 1000
+MAX_AGE_MS: Final = 30 * 24 * 3600 * 1000
+"""The oldest reading ingest stores; the agent drops (and counts) what its buffer holds past it."""
 INT64_MAX: Final = 2**63 - 1
 STRING_FIELD_MAX: Final = 256
 

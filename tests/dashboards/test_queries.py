@@ -244,6 +244,7 @@ EXPECTED_FIRING: dict[str, set[tuple[str, ...]]] = {
     "yizhan-charger-fault": {(FAULTY[1], "kongtong", FAULTY[0])},
     "yizhan-pipeline-down": set(),
     "yizhan-reject-rate": set(),
+    "yizhan-ingest-away": set(),
 }
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from firmware_stubs import replay
 from firmware_stubs.buffer import BufferFile, NewReading, Row
 from firmware_stubs.exceptions import BufferFileError
-from telemetry.contract import MAX_BATCH, MAX_PAYLOAD_BYTES, Kind
+from telemetry.contract import MAX_AGE_MS, MAX_BATCH, MAX_PAYLOAD_BYTES, Kind
 
 
 def readings(first_seq: int, n: int, *, kind: Kind = Kind.OCCUPANCY) -> list[NewReading]:
@@ -58,6 +58,20 @@ def test_buffer_bound_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
         assert (len(buf), buf.dropped) == (5, 9)
     with BufferFile(path=path) as file:
         assert file.buffer(station="PL-KT-001", max_readings=5).dropped == 9
+
+
+def test_buffer_drops_readings_past_the_contract_age_and_counts_them(tmp_path: Path) -> None:
+    """Ingest stores readings up to MAX_AGE_MS old: older ones would be refused, so the agent drops them."""
+    day = 86_400_000
+    with BufferFile(path=tmp_path / "b.sqlite3") as file:
+        buf = file.buffer(station="PL-KT-001")
+        buf.add([NewReading(Kind.OCCUPANCY, d * day, d + 1, f'{{"day":{d}}}') for d in range(10)])
+        buf.add([NewReading(Kind.OCCUPANCY, 29 * day, 11, '{"day":29}')])
+        assert (len(buf), buf.dropped) == (11, 0)  # 29 days: within the limit
+        survivors = buf.add([NewReading(Kind.OCCUPANCY, (MAX_AGE_MS + 3 * day), 12, '{"day":33}')])
+        assert [r.payload for r in survivors] == ['{"day":33}']
+        assert buf.dropped == 3  # days 0, 1 and 2 are more than 30 days before day 33
+        assert buf.oldest(limit=1)[0].payload == '{"day":3}'
 
 
 def test_buffer_stations_share_a_file_without_seeing_each_other(tmp_path: Path) -> None:

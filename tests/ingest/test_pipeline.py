@@ -12,7 +12,8 @@ from ingest.exceptions import InfluxUnavailableError
 from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
 from ingest.spool import Spool
-from ingest.subscriber import AckToken
+from ingest.stats import Stats
+from ingest.subscriber import DUP, OVERSIZE, RETAINED, AckToken, Message
 from telemetry import registry
 from telemetry.codec import Decoder
 from tests.rig import until
@@ -47,9 +48,9 @@ def make(tmp_path: Path, writer: W, *, spool: Spool | None = None,
     return pipeline, writer, subscriber
 
 
-def occupancy(seq: int) -> tuple[str, bytes, AckToken]:
+def occupancy(seq: int, flags: int = 0) -> Message:
     payload = f'{{"ts": {int(NOW * 1000) - 1000 + seq}, "seq": {seq}, "people": 1}}'.encode()
-    return "stations/v1/PL-KT-001/occupancy", payload, (1, seq)
+    return "stations/v1/PL-KT-001/occupancy", payload, (1, seq), flags
 
 
 async def test_pipeline_seals_at_batch_points_and_on_the_timer(tmp_path: Path) -> None:
@@ -228,3 +229,36 @@ async def test_writes_failing_together_back_off_once(tmp_path: Path) -> None:
         task.cancel()
     assert writer.calls == 2
     assert pipeline._retry_delay == 1.0  # one outage: the first step of the backoff (0.5 s -> 1 s), not two
+
+
+async def test_pipeline_redelivery_is_stored_but_not_counted_as_new(tmp_path: Path) -> None:
+    metrics = Metrics()
+    stats = Stats(instance="t", metrics=metrics)
+    pipeline = Pipeline(registry=registry.load(), writer=RecordingWriter(), metrics=metrics, stats=stats,
+                        clock=lambda: NOW, spool=Spool(directory=tmp_path, max_bytes=10**6))
+    pipeline.on_messages([occupancy(1), occupancy(2, DUP), occupancy(3, DUP)])
+    assert pipeline.pending_points == 3  # idempotent points: stored again in case they were lost
+    assert (metrics.counts.messages, metrics.counts.redelivered) == (1, 2)
+    point = stats.interval_point(int(NOW * 1000), 0)
+    assert "messages=1i" in point
+    assert "redelivered=2i" in point
+    assert "readings=1i" in point  # the lag statistics leave redeliveries out
+
+
+async def test_pipeline_retained_repeat_is_acknowledged_not_stored(tmp_path: Path) -> None:
+    pipeline, writer, subscriber = make(tmp_path, RecordingWriter())
+    will: Message = ("stations/v1/PL-KT-001/status", b'{"state": "offline"}', (1, 9), RETAINED)
+    pipeline.on_messages([occupancy(1), will])
+    await pipeline.flush()
+    assert writer.bodies[0].count(b"\n") == 0  # the reading only
+    assert subscriber.acks == [[(1, 1), (1, 9)]]
+
+
+async def test_pipeline_oversize_publish_becomes_a_too_large_reject(tmp_path: Path) -> None:
+    pipeline, writer, subscriber = make(tmp_path, RecordingWriter())
+    pipeline.on_message("stations/v1/PL-KT-001/occupancy", b"104857600", (1, 4), OVERSIZE)
+    await pipeline.flush()
+    [body] = writer.bodies
+    assert body.startswith(b'ingest_rejects,reason=too_large station="PL-KT-001"')
+    assert b"payload is 104857600 bytes, at most 65536" in body
+    assert subscriber.acks == [[(1, 4)]]

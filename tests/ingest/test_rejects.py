@@ -34,8 +34,9 @@ CASES: list[tuple[str, str, bytes | str, str, str]] = [
     ("schema", t(S, "temperature"), json.dumps(temperature(1, "attic")), S,
      "sensor: 'attic' is not a sensor of PL-KT-001"),
     ("schema", t(S, "status"), json.dumps({"state": "asleep"}), S, "state: Input should be 'online' or 'offline'"),
-    ("too_large", t(S, "occupancy"), " " * 70_000, S, "payload is 70000 bytes, at most 65536"),
 ]
+# too_large: the shipped broker drops such payloads before ingest (message_size_limit); ingest's own
+# check, behind a broker without it, is in tests/ingest/test_session_broker.py
 
 
 @pytest.mark.parametrize(("reason", "topic", "payload", "station", "detail"), CASES,
@@ -58,13 +59,13 @@ def test_reject_ts_out_of_range_future_and_old(broker: Mosquitto, influxd: Influ
     ingest = start_ingest()
     now = now_ms()
     publish(broker.port, [(t(S, "occupancy"), occupancy(1, 1, ts=now + 3600_000)),
-                          (t(S, "occupancy"), occupancy(2, 1, ts=now - 8 * 86400_000)),
+                          (t(S, "occupancy"), occupancy(2, 1, ts=now - 31 * 86400_000)),
                           (t(S, "occupancy"), occupancy(3, 1, ts=now + 60_000))])  # 1 min ahead: accepted
     wait_for(lambda: ingest.metric('ingest_rejects_total{reason="ts_out_of_range"}') == 2, what="2 rejects")
     wait_for(lambda: influxd.count("ingest_rejects", "detail", db) == 2, what="2 reject points")
     old, future = sorted(r["detail"] for r in influxd.rows("SELECT * FROM ingest_rejects", db))
     assert re.fullmatch(rf"ts {now + 3600_000} is 3[56]\d\d s ahead of the server clock \(at most 300 s\)", future)
-    assert old == f"ts {now - 8 * 86400_000} is more than 7 days old"
+    assert old == f"ts {now - 31 * 86400_000} is more than 30 days old"
     wait_for(lambda: influxd.count("occupancy", "people", db) == 1, what="the reading 1 minute ahead")
 
 

@@ -113,7 +113,9 @@ def run(tmp_path_factory: pytest.TempPathFactory, influxd: Influxd) -> Iterator[
     directory = tmp_path_factory.mktemp("hostile")
     db = f"hostile_{uuid.uuid4().hex[:8]}"
     credentials = provisioned(directory / "auth")
-    broker = Mosquitto(directory / "mosquitto").start()
+    # without the shipped message_size_limit, so the oversize cases reach ingest's own too_large check
+    # (the shipped broker drops them first: tests/ingest/test_session_broker.py)
+    broker = Mosquitto(directory / "mosquitto", extra="message_size_limit 0").start()
     ingest = IngestProcess(directory / "ingest", MQTT_URL=broker.url, INFLUX_URL=influxd.url, INFLUX_DB=db,
                            MQTT_CLIENT_ID=f"ingest-{db}", INGEST_BATCH_SECONDS="0.2")
     gateway: GatewayProcess | None = None
