@@ -255,8 +255,8 @@ class Agent:
             return
         self._produced += len(new)
         if buffer.dropped > dropped:
-            logger.warning("%s: buffer full (%d readings): dropped the %d oldest", self.station.id,
-                           buffer.max_readings, buffer.dropped - dropped)
+            logger.warning("%s: buffer full (%d readings) or past the contract's age limit: dropped the %d oldest",
+                           self.station.id, buffer.max_readings, buffer.dropped - dropped)
         if self._on_reading is not None:
             for r in new:
                 self._on_reading(r.kind, r.payload)
