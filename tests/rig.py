@@ -258,10 +258,11 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
         return list(result.get("series", []))
 
-    def write(self, db: str, body: str) -> None:
-        """Write line protocol (ms precision) straight to InfluxDB, creating the database."""
+    def write(self, db: str, body: str, *, rp: str | None = None) -> None:
+        """Write line protocol (ms precision) straight to InfluxDB, creating the database; ``rp``: into
+        that retention policy instead of the default."""
         self.query(f'CREATE DATABASE "{db}"')
-        url = f"{self.url}/write?db={urllib.parse.quote(db)}&precision=ms"
+        url = f"{self.url}/write?db={urllib.parse.quote(db)}&precision=ms" + (f"&rp={urllib.parse.quote(rp)}" if rp else "")
         request = urllib.request.Request(url, data=body.encode(), method="POST")  # noqa: S310 - loopback
         with self._open(request, 10) as r:
             if r.status != 204:

@@ -20,13 +20,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
 from telemetry.registry import load
+from telemetry.storage import hour_of
+from tests import rollup_reference
 from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, stop_process, wait_for
 
 STATIONS = ("PL-KT-001", "PL-KT-007", "PL-KT-008", "PL-HT-004")
@@ -52,9 +54,17 @@ class SimulatedDay:
     influxd: Influxd
     db: str
     log: Path
+    built: dict[str, int] = field(default_factory=dict)
 
     def rows(self, query: str) -> list[dict[str, object]]:
         return self.influxd.rows(query, self.db)
+
+    def rollups(self) -> None:
+        """The rollups of every hour closed by now (rebuilt once an hour has closed since the last build)."""
+        hour = hour_of(int(time.time() * 1000))
+        if self.built.get("hour") != hour:
+            rollup_reference.build(self.influxd, self.db, hour)
+            self.built["hour"] = hour
 
 
 def _registry_subset(path: Path) -> Path:
@@ -89,6 +99,7 @@ def simulated_day(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) ->
         wait_for(lambda: _alive(simulator, day) and _live(day), timeout=BACKFILL_TIMEOUT, interval=0.5,
                  what="the simulated day backfilled and live")
         sys.stderr.write(f"\nsimulated day backfilled in {time.monotonic() - started:.1f} s\n")
+        day.rollups()
         yield day
     finally:
         if simulator is not None:
