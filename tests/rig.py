@@ -258,11 +258,10 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             raise AssertionError(f"InfluxQL error for {q!r}: {result['error']}")
         return list(result.get("series", []))
 
-    def write(self, db: str, body: str, *, rp: str | None = None) -> None:
-        """Write line protocol (ms precision) straight to InfluxDB, creating the database; ``rp``: into
-        that retention policy instead of the default."""
+    def write(self, db: str, body: str) -> None:
+        """Write line protocol (ms precision) straight to InfluxDB, creating the database."""
         self.query(f'CREATE DATABASE "{db}"')
-        url = f"{self.url}/write?db={urllib.parse.quote(db)}&precision=ms" + (f"&rp={urllib.parse.quote(rp)}" if rp else "")
+        url = f"{self.url}/write?db={urllib.parse.quote(db)}&precision=ms"
         request = urllib.request.Request(url, data=body.encode(), method="POST")  # noqa: S310 - loopback
         with self._open(request, 10) as r:
             if r.status != 204:
@@ -279,6 +278,17 @@ bind-address = "127.0.0.1:{self.rpc_port}"
     def count(self, measurement: str, field: str, db: str, where: str = "") -> int:
         series = self.query(f'SELECT count("{field}") FROM "{measurement}" {where}', db)
         return int(series[0]["values"][0][1]) if series else 0
+
+
+def rebuild_rollups(influxd: Influxd, db: str, *, since_ms: int, spool: Path) -> None:
+    """Ingest's own rebuild (``python -m ingest rollup --since``) of the rollups of every closed hour
+    since ``since_ms`` in ``db`` (its checkpoint in ``spool``)."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since_ms // 1000))
+    env = child_env({"INFLUX_URL": influxd.url, "INFLUX_DB": db, "INGEST_SPOOL_DIR": str(spool)})
+    done = subprocess.run([sys.executable, "-m", "ingest", "rollup", "--since", since], cwd=ROOT, env=env,
+                          capture_output=True, timeout=600, check=False)
+    if done.returncode:
+        raise AssertionError(f"ingest rollup exited {done.returncode}: {done.stderr.decode()[-2000:]}")
 
 
 @contextmanager

@@ -27,9 +27,8 @@ import pytest
 import yaml
 
 from telemetry.registry import load
-from telemetry.storage import hour_of
-from tests import rollup_reference
-from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, stop_process, wait_for
+from telemetry.storage import HOUR_MS, hour_of
+from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, rebuild_rollups, stop_process, wait_for
 
 STATIONS = ("PL-KT-001", "PL-KT-007", "PL-KT-008", "PL-HT-004")
 COLD = "PL-KT-001"
@@ -45,6 +44,8 @@ SIMULATOR_ARGS = (
     "--malformed-rate", "0.002",
 )
 BACKFILL_TIMEOUT = 120.0
+DAY_HOURS = 26
+"""Hours back from now that the rollups are rebuilt: the backfilled day and its first hour's start."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,10 +61,11 @@ class SimulatedDay:
         return self.influxd.rows(query, self.db)
 
     def rollups(self) -> None:
-        """The rollups of every hour closed by now (rebuilt once an hour has closed since the last build)."""
+        """The rollups of every hour closed by now, by ingest's rebuild (run again once an hour has closed
+        since the last one: ingest does not keep them itself yet)."""
         hour = hour_of(int(time.time() * 1000))
         if self.built.get("hour") != hour:
-            rollup_reference.build(self.influxd, self.db, hour)
+            rebuild_rollups(self.influxd, self.db, since_ms=hour - DAY_HOURS * HOUR_MS, spool=self.log.parent)
             self.built["hour"] = hour
 
 
