@@ -140,6 +140,8 @@ class History(_Out):
     start: datetime
     end: datetime
     every_s: float = Field(description="The interval used; coarser than asked when the range needs it")
+    source: Literal["raw", "rollup"] = Field(description="rollup for ranges over 3 days: whole hours, means, "
+                                             "maxima and minima only (no last entries, exits, energy or humidity)")
     series: list[HistorySeries]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -73,7 +74,8 @@ def get_station(services: ServicesDep, _: Viewer, station: StationDep) -> Statio
     return detail_of(station, services.live.get(station.id))
 
 
-@router.get("/{station_id}/readings", summary="History from InfluxDB, downsampled")
+@router.get("/{station_id}/readings", summary="History from InfluxDB, downsampled (from the hourly rollups for "
+            "ranges over 3 days)")
 async def readings(services: ServicesDep, _: Viewer, station: StationDep, kind: HistoryKind,
                    start: Annotated[datetime | None, Query(description="Default: 24 h before end")] = None,
                    end: Annotated[datetime | None, Query(description="Default: now")] = None,
@@ -88,11 +90,11 @@ async def readings(services: ServicesDep, _: Viewer, station: StationDep, kind: 
         raise Problem(422, "at most 400 days per request")
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     asked = int(every[:-1]) * _UNITS[every[-1]] * 1000 if every else None
-    interval = queries.every_ms(start_ms, end_ms, asked)
-    series = await services.influx.query(queries.history_query(station.id, kind, start_ms, end_ms, interval))
+    read = await queries.history(services.influx, station.id, kind, start_ms, end_ms,
+                                 queries.every_ms(start_ms, end_ms, asked), int(time.time() * 1000))
     out = [HistorySeries(tags=dict(s.tags),
                          points=[Point.model_validate({**row, "time": datetime.fromtimestamp(row["time"] / 1000, UTC)})
                                  for row in s.rows()])
-           for s in series]
-    return History(station=station.id, kind=kind.value, start=start, end=end, every_s=interval / 1000, series=out)
-
+           for s in read.series]
+    return History(station=station.id, kind=kind.value, start=datetime.fromtimestamp(read.start_ms / 1000, UTC),
+                   end=end, every_s=read.interval_ms / 1000, source=read.source, series=out)

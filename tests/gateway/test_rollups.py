@@ -1,4 +1,5 @@
-"""``GET /v1/visits``: rollups (made by ingest's rebuild) plus the raw open hour equal the raw steps."""
+"""The gateway on rollups made by ingest's rebuild: ``/v1/visits`` (rollups plus the raw last hours)
+equals the raw door counters' steps; a long station history equals the raw aggregate."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.rig import Influxd, rebuild_rollups, wait_for
 from tests.rollup_reference import Step, steps
 
 STATIONS = {"PL-KT-001": "kongtong", "PL-KT-002": "kongtong", "PL-HT-001": "huating"}
-HOURS = 50
+HOURS = 80
 EVERY_MS = 7 * 60_000
 BATCH = 200
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -36,7 +37,7 @@ def _readings(start_ms: int, end_ms: int, rng: random.Random) -> Iterator[dict[s
 
 @pytest.fixture(scope="module")
 def visits_stack(tmp_path_factory: pytest.TempPathFactory, influxd: Influxd) -> Iterator[Stack]:
-    """Three stations' door counters over the last 50 hours, through ingest; rollups by ingest's rebuild."""
+    """Three stations' door counters over the last 80 hours, through ingest; rollups by ingest's rebuild."""
     stack = start_stack(tmp_path_factory.mktemp("visits"), influxd)
     try:
         rng = random.Random(11)
@@ -125,3 +126,26 @@ def test_visits_refuse_bad_parameters_with_problems(visits_stack: Stack) -> None
     assert get("/v1/visits", params={"start": (now - timedelta(days=800)).isoformat(), "every": "day"}).status_code \
         == 200
     assert_problem(visits_stack.anonymous.get("/v1/visits"), 401, "send an API token")
+
+
+def test_history_of_a_long_range_reads_the_rollups_and_equals_the_raw_aggregate(visits_stack: Stack) -> None:
+    station = "PL-KT-001"
+    start = datetime.now(UTC) - timedelta(hours=HOURS - 2, minutes=20)
+    body = visits_stack.viewer.get(f"/v1/stations/{station}/readings", params={
+        "kind": "occupancy", "start": start.isoformat(), "every": "2h"}).json()
+    assert (body["source"], body["every_s"]) == ("rollup", 7200)
+    start_ms, end_ms = _ms(body["start"]), _ms(body["end"])
+    assert start_ms == hour_of(int(start.timestamp() * 1000))
+    raw = visits_stack.influxd.query(
+        f'SELECT mean("people") AS "people_mean", max("people") AS "people_max" FROM "occupancy" WHERE '
+        f"station = '{station}' AND time >= {start_ms}ms AND time < {end_ms}ms GROUP BY time(2h) fill(none)",
+        visits_stack.db)[0]["values"]
+    (series,) = body["series"]
+    got = [(_ms(p["time"]), p["people_mean"], p["people_max"]) for p in series["points"]]
+    assert [(t, m) for t, _, m in got] == [(t, m) for t, _, m in raw]
+    assert [mean for _, mean, _ in got] == pytest.approx([mean for _, mean, _ in raw])
+    assert len(got) >= 38
+    short = visits_stack.viewer.get(f"/v1/stations/{station}/readings", params={
+        "kind": "occupancy", "start": (datetime.now(UTC) - timedelta(days=2)).isoformat()}).json()
+    assert short["source"] == "raw"
+    assert "entries" in short["series"][0]["points"][0]
