@@ -42,9 +42,9 @@ def rollup(measurement: str) -> str:
     return qualified(Tier.ROLLUP, measurement)
 
 
-def closed(fields: str, measurement: str, *conditions: str, group: str) -> str:
+def closed(fields: str, measurement: str, *conditions: str, group: str, fill: str | None = None) -> str:
     """``fields`` over the rollup hours of the range that are closed."""
-    return select(fields, rollup(measurement), conditions=where(TIME, CLOSED, *conditions), group=group)
+    return select(fields, rollup(measurement), conditions=where(TIME, CLOSED, *conditions), group=group, fill=fill)
 
 
 def newest_hour(fields: str, source: str, *conditions: str, per: tuple[str, ...]) -> str:

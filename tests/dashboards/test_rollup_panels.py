@@ -149,3 +149,16 @@ def test_station_energy_per_day_equals_the_meters_raw_steps(simulated_day: Simul
         expected = _sums(readings, lambda r: (beijing_day(r.time), r.series[-1]))
         assert _matrix(run.frames(), rollups.matrix_x("charger")) == pytest.approx(expected), station
     assert any(run.results[0].rows for run in runs)
+
+
+def test_completeness_hours_on_rollups_equal_the_raw_minutes_with_a_reading(simulated_day: SimulatedDay) -> None:
+    moment = MOMENTS[-1]
+    (run,) = _run(simulated_day, "yizhan-completeness", "人数 Occupancy: minutes with a reading (%)", moment)
+    minutes: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for r in _visits(simulated_day, moment):
+        if _first_hour(run.time_range) <= r.time and hour_of(r.time) < hour_of(moment):
+            minutes[(r.series[STATION], hour_of(r.time))].add(r.time // 60_000)
+    got = {(name, t): v for f in run.frames() for name in f if name != "Time"
+           for t, v in zip(f["Time"], f[name], strict=True) if v}
+    assert got == pytest.approx({k: 100 * len(v) / 60 for k, v in minutes.items()})
+    assert hour_of(moment) not in {t for _, t in got}, "the open hour shows once it closes"
