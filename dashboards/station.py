@@ -141,7 +141,7 @@ def data_row() -> Row:
     gaps = Panel(
         "stat", "序号缺口 Open seq gaps", seqgaps.queries(IN_STATION, ("station",)), 8, 8,
         transformations=(*seqgaps.transformations(("station",)),
-                         organize(exclude=("station", seqgaps.FIRST, seqgaps.END, seqgaps.SPAN))),
+                         organize(exclude=("station", *seqgaps.PARTS))),
         unit="none", thresholds=thresholds(Step("green"), Step("orange", 1)),
         overrides=(override(seqgaps.GAPS, displayName="缺口 missing"),
                    override(seqgaps.RECEIVED, displayName="收到 received"),

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from dashboards import rollups
+from dashboards import rollups, seqgaps
 from telemetry.storage import HOUR_MS, hour_of
 from tests.dashboards.conftest import SimulatedDay
 from tests.dashboards.grafana import Frame, TimeRange
 from tests.dashboards.panels import PanelRun, assignments, find, run_panel
-from tests.rollup_reference import Step, steps
+from tests.rollup_reference import Step, points, steps
 
 DAY_MS = 24 * HOUR_MS
 BEIJING_MS = 8 * HOUR_MS
@@ -162,3 +162,17 @@ def test_completeness_hours_on_rollups_equal_the_raw_minutes_with_a_reading(simu
            for t, v in zip(f["Time"], f[name], strict=True) if v}
     assert got == pytest.approx({k: 100 * len(v) / 60 for k, v in minutes.items()})
     assert hour_of(moment) not in {t for _, t in got}, "the open hour shows once it closes"
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=_id)
+def test_station_seq_gaps_on_rollups_equal_the_raw_seqs(simulated_day: SimulatedDay, moment: int) -> None:
+    runs = _run(simulated_day, "yizhan-station", "序号缺口 Open seq gaps", moment)
+    for run in runs:
+        station = run.variable("station")
+        start = _first_hour(run.time_range)
+        seqs = [r["seq"] for measurement in seqgaps.MEASUREMENTS
+                for r in points(simulated_day.influxd, simulated_day.db, measurement, '"seq"', moment + 1)
+                if r["station"] == station and r["time"] >= start]
+        (row,) = _rows(run.frames())
+        assert (row[seqgaps.RECEIVED], row[seqgaps.GAPS]) == (len(seqs), max(seqs) - min(seqs) + 1 - len(seqs)), \
+            station
