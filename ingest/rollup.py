@@ -133,9 +133,12 @@ def _minutes(spec: _Spec, field: str, alias: str, w: Window) -> str:
 def _steps(spec: _Spec, w: Window) -> str:
     inner = (f'SELECT non_negative_difference("{spec.counter}") AS d FROM {qualified(Tier.RAW, spec.raw)} '
              f"WHERE {w.where(start_ms=w.start_ms - _LOOKBACK_MS)} GROUP BY *")
-    # No time range outside: InfluxDB 1.x would narrow the subquery's to it, and lose the steps from
-    # the hour before the window. The steps of that hour come back too; they are not in the window.
-    return f"SELECT sum(d) AS steps FROM ({inner}) GROUP BY time(1h), * fill(none)"
+    # The outer range is the subquery's, hour before the window included: InfluxDB 1.x narrows the
+    # subquery's range to the outer one (a window-only outer range loses the step across the window's
+    # start), and without any outer range it iterates hour buckets from the year 1677. The hour
+    # before the window comes back too; it is not in the window, so it is dropped.
+    lookback = f"time >= {w.start_ms - _LOOKBACK_MS}ms AND time < {w.end_ms}ms"
+    return f"SELECT sum(d) AS steps FROM ({inner}) WHERE {lookback} GROUP BY time(1h), * fill(none)"
 
 
 def _first(spec: _Spec, w: Window) -> str:

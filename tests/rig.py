@@ -184,10 +184,13 @@ class Influxd:
 
     Args:
         https: (certificate, key) to serve HTTPS only; ``ca`` then verifies it for our own requests.
+        data_options: more lines of the ``[data]`` section (benchmarks: compaction timing).
     """
 
-    def __init__(self, directory: Path, *, https: tuple[Path, Path] | None = None, ca: Path | None = None) -> None:
+    def __init__(self, directory: Path, *, https: tuple[Path, Path] | None = None, ca: Path | None = None,
+                 data_options: str = "") -> None:
         self.dir = directory
+        self.data_options = data_options
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.rpc_port = free_port()
@@ -212,6 +215,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   dir = "{self.dir}/data"
   wal-dir = "{self.dir}/wal"
   query-log-enabled = false
+{self.data_options}
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
