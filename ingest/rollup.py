@@ -15,6 +15,7 @@ holds a reading of a series gets that series' rollup point (and the station's ``
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -92,6 +93,11 @@ class Window:
 def station_clause(stations: Collection[str] | None) -> str:
     if not stations:
         return ""
+    return _station_regex(stations if isinstance(stations, frozenset) else frozenset(stations))
+
+
+@functools.lru_cache(maxsize=64)
+def _station_regex(stations: frozenset[str]) -> str:
     alternatives = "|".join(re.sub(r"([^A-Za-z0-9_])", r"\\\1", s) for s in sorted(stations))
     return f" AND station =~ /^(?:{alternatives})$/"
 
@@ -141,8 +147,9 @@ def _steps(spec: _Spec, w: Window) -> str:
     return f"SELECT sum(d) AS steps FROM ({inner}) WHERE {lookback} GROUP BY time(1h), * fill(none)"
 
 
-def _first(spec: _Spec, w: Window) -> str:
-    return f'SELECT first("{spec.counter}") AS v FROM {qualified(Tier.RAW, spec.raw)} WHERE {w.where()} GROUP BY *'
+def _first(spec: _Spec, w: Window, stations: Collection[str] | None = None) -> str:
+    return (f'SELECT first("{spec.counter}") AS v FROM {qualified(Tier.RAW, spec.raw)} '
+            f"WHERE {w.where(stations=stations)} GROUP BY *")
 
 
 def _last(spec: _Spec, w: Window, start_ms: int, end_ms: int, stations: Collection[str] | None = None) -> str:
@@ -160,7 +167,7 @@ def _statements(spec: _Spec, w: Window) -> list[str]:
     if spec.fault:
         out.append(_minutes(spec, spec.fault, "fault_minutes", w))
     if spec.counter:
-        out += [_steps(spec, w), _first(spec, w), _last(spec, w, w.start_ms - _LOOKBACK_MS, w.start_ms)]
+        out += [_steps(spec, w), _last(spec, w, w.start_ms - _LOOKBACK_MS, w.start_ms)]
     return out
 
 
@@ -170,7 +177,8 @@ _Key = tuple[tuple[tuple[str, str], ...], int]  # (tags, hour)
 
 
 def _tags(series: Series) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in series.tags.items() if v))
+    """The series' tags in InfluxDB's order (its JSON sorts them by key), without empty ones."""
+    return tuple((k, v) for k, v in series.tags.items() if v)
 
 
 def _hourly(results: list[Series], column: str) -> Iterator[tuple[_Key, Any]]:
@@ -203,23 +211,25 @@ class _Measurement:
             self._merge(rest.pop(0), "fault_minutes", "fault_minutes")
         if spec.counter:
             self._merge(rest[0], "steps", spec.steps)
-            self.first, self.before = _selected(rest[1]), _selected(rest[2])
+            self.before = _selected(rest[1])
 
     def _merge(self, results: list[Series], column: str, name: str) -> None:
         for key, value in _hourly(results, column):
             if key in self.rows:
                 self.rows[key][name] = value
 
-    def without_previous(self) -> dict[tuple[tuple[str, str], ...], tuple[int, Any]]:
-        """Series whose first reading of the window has no reading in the lookback before it."""
+    def without_previous(self) -> set[tuple[tuple[str, str], ...]]:
+        """Series of the window with no reading of the counter in the lookback before it."""
         if not self.spec.counter:
-            return {}
-        return {tags: first for tags, first in self.first.items() if tags not in self.before}
+            return set()
+        return {tags for tags, _ in self.rows} - self.before.keys()
 
-    def add_first_steps(self, previous: dict[tuple[tuple[str, str], ...], tuple[int, Any]]) -> None:
-        """The first step of the series :meth:`without_previous`, from their last reading further back."""
-        for tags, (first_ts, first_value) in self.without_previous().items():
-            if tags not in previous:
+    def add_first_steps(self, first: dict[tuple[tuple[str, str], ...], tuple[int, Any]],
+                        previous: dict[tuple[tuple[str, str], ...], tuple[int, Any]]) -> None:
+        """The first step of the series :meth:`without_previous`: their first counter reading of the
+        window against their last one further back."""
+        for tags, (first_ts, first_value) in first.items():
+            if tags not in previous or tags in self.before:
                 continue
             prev_ts, prev_value = previous[tags]
             hour = first_ts - first_ts % HOUR_MS
@@ -229,7 +239,7 @@ class _Measurement:
 
     def points(self) -> Iterator[RollupPoint]:
         spec = self.spec
-        for (tags, hour), row in sorted(self.rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for (tags, hour), row in self.rows.items():
             readings = int(row["readings"])
             fields: dict[str, int | float] = {"readings": readings, "minutes": int(row.get("minutes") or 0),
                                               "expected": spec.expected}
@@ -252,7 +262,7 @@ def _station_points(measurements: list[_Measurement]) -> Iterator[RollupPoint]:
             acc = stations.setdefault(key, [row["seq_first"], row["seq_last"], 0])
             acc[0], acc[1] = min(acc[0], row["seq_first"]), max(acc[1], row["seq_last"])
             acc[2] += int(row["readings"])
-    for (tags, hour), (first, last, count) in sorted(stations.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (tags, hour), (first, last, count) in stations.items():
         fields = (("readings", count), ("seq_count", count), ("seq_first", first), ("seq_last", last))
         yield RollupPoint(STATION_1H, tags, hour, fields)
 
@@ -277,7 +287,10 @@ async def _first_steps(ql: InfluxQL, window: Window, measurements: list[_Measure
     if not wanted:
         return
     start, end = window.start_ms - MAX_AGE_MS, window.start_ms - _LOOKBACK_MS
-    statements = [_last(m.spec, window, start, end, {dict(tags)["station"] for tags in series})
-                  for m, series in wanted]
-    for (m, _), results in zip(wanted, await ql.query(statements), strict=True):
-        m.add_first_steps(_selected(results))
+    statements = []
+    for m, series in wanted:
+        stations = {dict(tags)["station"] for tags in series}
+        statements += [_first(m.spec, window, stations), _last(m.spec, window, start, end, stations)]
+    results = await ql.query(statements)
+    for i, (m, _) in enumerate(wanted):
+        m.add_first_steps(_selected(results[2 * i]), _selected(results[2 * i + 1]))
