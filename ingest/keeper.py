@@ -67,7 +67,8 @@ class Keeper:
                  max_pairs: int = 500, clock: Callable[[], float] = time.time) -> None:
         self._ql, self._writer, self._journal = ql, writer, journal
         self._grace, self._tick, self._max_pairs, self._clock = grace, tick, max_pairs, clock
-        self._due: dict[Pair, float] = dict.fromkeys(journal.pending, 0.0)
+        # pairs of an earlier run: due once closed (an hour still open gets more readings first)
+        self._due: dict[Pair, float] = {p: (p[1] + HOUR_MS) / 1000 + grace for p in journal.pending}
         self._late = set(journal.pending)  # recomputed with the hour of each series' next reading
         self._writes: collections.Counter[Pair] = collections.Counter()  # settled writes, per pair
         self._in_flight: collections.Counter[Pair] = collections.Counter()
