@@ -15,6 +15,7 @@ holds a reading of a series gets that series' rollup point (and the station's ``
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ class Window:
         """The window's time range (or another one) and stations (or others)."""
         start = self.start_ms if start_ms is None else start_ms
         end = self.end_ms if end_ms is None else end_ms
-        return f"time >= {start}ms AND time < {end}ms{_station_clause(stations or self.stations)}"
+        return f"time >= {start}ms AND time < {end}ms{station_clause(stations or self.stations)}"
 
     @property
     def hours(self) -> str:
@@ -89,9 +90,14 @@ class Window:
         return f"time >= {self.start_ms}ms AND time < {self.end_ms}ms"
 
 
-def _station_clause(stations: Collection[str] | None) -> str:
+def station_clause(stations: Collection[str] | None) -> str:
     if not stations:
         return ""
+    return _station_regex(stations if isinstance(stations, frozenset) else frozenset(stations))
+
+
+@functools.lru_cache(maxsize=64)
+def _station_regex(stations: frozenset[str]) -> str:
     alternatives = "|".join(re.sub(r"([^A-Za-z0-9_])", r"\\\1", s) for s in sorted(stations))
     return f" AND station =~ /^(?:{alternatives})$/"
 
@@ -133,13 +139,17 @@ def _minutes(spec: _Spec, field: str, alias: str, w: Window) -> str:
 def _steps(spec: _Spec, w: Window) -> str:
     inner = (f'SELECT non_negative_difference("{spec.counter}") AS d FROM {qualified(Tier.RAW, spec.raw)} '
              f"WHERE {w.where(start_ms=w.start_ms - _LOOKBACK_MS)} GROUP BY *")
-    # No time range outside: InfluxDB 1.x would narrow the subquery's to it, and lose the steps from
-    # the hour before the window. The steps of that hour come back too; they are not in the window.
-    return f"SELECT sum(d) AS steps FROM ({inner}) GROUP BY time(1h), * fill(none)"
+    # The outer range is the subquery's, hour before the window included: InfluxDB 1.x narrows the
+    # subquery's range to the outer one (a window-only outer range loses the step across the window's
+    # start), and without any outer range it iterates hour buckets from the year 1677. The hour
+    # before the window comes back too; it is not in the window, so it is dropped.
+    lookback = f"time >= {w.start_ms - _LOOKBACK_MS}ms AND time < {w.end_ms}ms"
+    return f"SELECT sum(d) AS steps FROM ({inner}) WHERE {lookback} GROUP BY time(1h), * fill(none)"
 
 
-def _first(spec: _Spec, w: Window) -> str:
-    return f'SELECT first("{spec.counter}") AS v FROM {qualified(Tier.RAW, spec.raw)} WHERE {w.where()} GROUP BY *'
+def _first(spec: _Spec, w: Window, stations: Collection[str] | None = None) -> str:
+    return (f'SELECT first("{spec.counter}") AS v FROM {qualified(Tier.RAW, spec.raw)} '
+            f"WHERE {w.where(stations=stations)} GROUP BY *")
 
 
 def _last(spec: _Spec, w: Window, start_ms: int, end_ms: int, stations: Collection[str] | None = None) -> str:
@@ -147,12 +157,17 @@ def _last(spec: _Spec, w: Window, start_ms: int, end_ms: int, stations: Collecti
             f"WHERE {w.where(start_ms, end_ms, stations)} GROUP BY *")
 
 
+def first_counter_readings(w: Window) -> list[str]:
+    """Each counter series' first reading in the window: whose step a late reading before it changes."""
+    return [_first(spec, w) for spec in SPECS if spec.counter]
+
+
 def _statements(spec: _Spec, w: Window) -> list[str]:
     out = [_aggregates(spec, w), _minutes(spec, "seq", "minutes", w)]
     if spec.fault:
         out.append(_minutes(spec, spec.fault, "fault_minutes", w))
     if spec.counter:
-        out += [_steps(spec, w), _first(spec, w), _last(spec, w, w.start_ms - _LOOKBACK_MS, w.start_ms)]
+        out += [_steps(spec, w), _last(spec, w, w.start_ms - _LOOKBACK_MS, w.start_ms)]
     return out
 
 
@@ -162,7 +177,8 @@ _Key = tuple[tuple[tuple[str, str], ...], int]  # (tags, hour)
 
 
 def _tags(series: Series) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in series.tags.items() if v))
+    """The series' tags in InfluxDB's order (its JSON sorts them by key), without empty ones."""
+    return tuple((k, v) for k, v in series.tags.items() if v)
 
 
 def _hourly(results: list[Series], column: str) -> Iterator[tuple[_Key, Any]]:
@@ -195,23 +211,25 @@ class _Measurement:
             self._merge(rest.pop(0), "fault_minutes", "fault_minutes")
         if spec.counter:
             self._merge(rest[0], "steps", spec.steps)
-            self.first, self.before = _selected(rest[1]), _selected(rest[2])
+            self.before = _selected(rest[1])
 
     def _merge(self, results: list[Series], column: str, name: str) -> None:
         for key, value in _hourly(results, column):
             if key in self.rows:
                 self.rows[key][name] = value
 
-    def without_previous(self) -> dict[tuple[tuple[str, str], ...], tuple[int, Any]]:
-        """Series whose first reading of the window has no reading in the lookback before it."""
+    def without_previous(self) -> set[tuple[tuple[str, str], ...]]:
+        """Series of the window with no reading of the counter in the lookback before it."""
         if not self.spec.counter:
-            return {}
-        return {tags: first for tags, first in self.first.items() if tags not in self.before}
+            return set()
+        return {tags for tags, _ in self.rows} - self.before.keys()
 
-    def add_first_steps(self, previous: dict[tuple[tuple[str, str], ...], tuple[int, Any]]) -> None:
-        """The first step of the series :meth:`without_previous`, from their last reading further back."""
-        for tags, (first_ts, first_value) in self.without_previous().items():
-            if tags not in previous:
+    def add_first_steps(self, first: dict[tuple[tuple[str, str], ...], tuple[int, Any]],
+                        previous: dict[tuple[tuple[str, str], ...], tuple[int, Any]]) -> None:
+        """The first step of the series :meth:`without_previous`: their first counter reading of the
+        window against their last one further back."""
+        for tags, (first_ts, first_value) in first.items():
+            if tags not in previous or tags in self.before:
                 continue
             prev_ts, prev_value = previous[tags]
             hour = first_ts - first_ts % HOUR_MS
@@ -221,7 +239,7 @@ class _Measurement:
 
     def points(self) -> Iterator[RollupPoint]:
         spec = self.spec
-        for (tags, hour), row in sorted(self.rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for (tags, hour), row in self.rows.items():
             readings = int(row["readings"])
             fields: dict[str, int | float] = {"readings": readings, "minutes": int(row.get("minutes") or 0),
                                               "expected": spec.expected}
@@ -244,7 +262,7 @@ def _station_points(measurements: list[_Measurement]) -> Iterator[RollupPoint]:
             acc = stations.setdefault(key, [row["seq_first"], row["seq_last"], 0])
             acc[0], acc[1] = min(acc[0], row["seq_first"]), max(acc[1], row["seq_last"])
             acc[2] += int(row["readings"])
-    for (tags, hour), (first, last, count) in sorted(stations.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (tags, hour), (first, last, count) in stations.items():
         fields = (("readings", count), ("seq_count", count), ("seq_first", first), ("seq_last", last))
         yield RollupPoint(STATION_1H, tags, hour, fields)
 
@@ -269,7 +287,10 @@ async def _first_steps(ql: InfluxQL, window: Window, measurements: list[_Measure
     if not wanted:
         return
     start, end = window.start_ms - MAX_AGE_MS, window.start_ms - _LOOKBACK_MS
-    statements = [_last(m.spec, window, start, end, {dict(tags)["station"] for tags in series})
-                  for m, series in wanted]
-    for (m, _), results in zip(wanted, await ql.query(statements), strict=True):
-        m.add_first_steps(_selected(results))
+    statements = []
+    for m, series in wanted:
+        stations = {dict(tags)["station"] for tags in series}
+        statements += [_first(m.spec, window, stations), _last(m.spec, window, start, end, stations)]
+    results = await ql.query(statements)
+    for i, (m, _) in enumerate(wanted):
+        m.add_first_steps(_selected(results[2 * i]), _selected(results[2 * i + 1]))
