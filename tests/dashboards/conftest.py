@@ -62,7 +62,7 @@ class SimulatedDay:
 
     def rollups(self) -> None:
         """The rollups of every hour closed by now, by ingest's rebuild (run again once an hour has closed
-        since the last one: ingest does not keep them itself yet)."""
+        since the last one), so that the checks need not wait for ingest's own keeper to catch up."""
         hour = hour_of(int(time.time() * 1000))
         if self.built.get("hour") != hour:
             rebuild_rollups(self.influxd, self.db, since_ms=hour - DAY_HOURS * HOUR_MS, spool=self.log.parent)
