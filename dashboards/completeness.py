@@ -89,7 +89,8 @@ def _today(fields: str, inner: str) -> str:
 
 
 _MINUTES: Final = "time(1m), " + tags("station", "district")
-_HOURS: Final = 'time(1h), "station"'
+_HOURS: Final = 'time($__interval), "station"'
+_MINUTES_PER_INTERVAL: Final = "($__interval_ms / 60000)"
 OCCUPANCY_SHARE: Final = min(1.0, 60 / DEFAULTS.occupancy_interval_s)
 """Share of minutes with an occupancy reading when healthy."""
 
@@ -104,10 +105,11 @@ def occupancy_query() -> Query:
 
 
 def occupancy_hours() -> Query:
-    """Per closed hour and station, from the rollups: minutes with a reading of 60 (an hour without any
-    has no rollup point: fill(0) makes it 0 %). The open hour shows once it closes."""
-    text = rollups.closed(f'100 * sum("minutes") / {60 * OCCUPANCY_SHARE:g} AS "{OCCUPANCY_COLUMN}"', OCCUPANCY_1H,
-                          IN_DISTRICT, group=_HOURS, fill="0")
+    """Per interval (an hour at least) and station, from the rollups of closed hours: minutes with a
+    reading of the interval's minutes (an hour without any has no rollup point: fill(0) makes it
+    0 %). The open hour shows once it closes."""
+    share = f'100 * sum("minutes") / ({OCCUPANCY_SHARE:g} * {_MINUTES_PER_INTERVAL}) AS "{OCCUPANCY_COLUMN}"'
+    text = rollups.closed(share, OCCUPANCY_1H, IN_DISTRICT, group=_HOURS, fill="0")
     return Query(text, columns=(OCCUPANCY_COLUMN,), alias="$tag_station")
 
 
@@ -124,11 +126,13 @@ def device_queries(registry: Registry, kind: Kind) -> tuple[Query, ...]:
 
 
 def device_hours(registry: Registry, kind: Kind) -> tuple[Query, ...]:
-    """Per closed hour and station, from the rollups: readings over expected (devices x 3600 / interval)."""
+    """Per interval (an hour at least) and station, from the rollups of closed hours: readings over
+    expected (devices x 60 / interval a minute)."""
     out = []
     for devices, ids in _groups(registry, kind).items():
-        text = rollups.closed(f'100 * sum("readings") / {devices * 3600 / kind.interval_s:g} AS "{kind.column}"',
-                              kind.rollup, IN_DISTRICT, f'"station" =~ {one_of(ids)}', group=_HOURS, fill="0")
+        share = (f'100 * sum("readings") / ({devices * 60 / kind.interval_s:g} * {_MINUTES_PER_INTERVAL}) '
+                 f'AS "{kind.column}"')
+        text = rollups.closed(share, kind.rollup, IN_DISTRICT, f'"station" =~ {one_of(ids)}', group=_HOURS, fill="0")
         out.append(Query(text, columns=(kind.column,), alias="$tag_station"))
     return tuple(out)
 
