@@ -163,8 +163,10 @@ def binary(left: str, operator: Literal["+", "-", "*", "/"], right: str | float,
 
 def grouping_to_matrix(column: str, row: str, value: str) -> Transformation:
     """Long rows to a matrix: one row per ``row`` value, one field per ``column`` value (the first
-    field is named ``"<row>\\<column>"``)."""
-    return Transformation("groupingToMatrix", {"columnField": column, "rowField": row, "valueField": value})
+    field is named ``"<row>\\<column>"``). A missing cell is null: Grafana's default, an empty
+    string in a number field, turns a legend's sum into text."""
+    return Transformation("groupingToMatrix", {"columnField": column, "rowField": row, "valueField": value,
+                                               "emptyValue": "null"})
 
 
 def format_time(field_name: str, pattern: str) -> Transformation:

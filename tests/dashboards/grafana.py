@@ -355,8 +355,10 @@ def _format_time(frames: list[Frame], options: JSON) -> list[Frame]:
 
 
 def _grouping_to_matrix(frames: list[Frame], options: JSON) -> list[Frame]:
-    """groupingToMatrix: a row per rowField value, a field per columnField value, cells from valueField."""
+    """groupingToMatrix: a row per rowField value, a field per columnField value, cells from valueField;
+    a missing cell is ``emptyValue`` (by default an empty string, as Grafana's getSpecialValue)."""
     column, row, value = options["columnField"], options["rowField"], options["valueField"]
+    empty = {"null": None, "true": True, "false": False}.get(options.get("emptyValue", "empty"), "")
     out = []
     for frame in frames:
         for name in (column, row, value):
@@ -366,7 +368,7 @@ def _grouping_to_matrix(frames: list[Frame], options: JSON) -> list[Frame]:
         columns = list(dict.fromkeys(frame[column]))
         cells = {(r, c): v for r, c, v in zip(frame[row], frame[column], frame[value], strict=True)}
         matrix: Frame = {f"{row}\\{column}": rows}
-        matrix.update({str(c): [cells.get((r, c)) for r in rows] for c in columns})
+        matrix.update({str(c): [cells.get((r, c), empty) for r in rows] for c in columns})
         out.append(matrix)
     return out
 

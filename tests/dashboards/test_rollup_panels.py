@@ -80,8 +80,9 @@ def _sums(readings: list[Step], key: Callable[[Step], Any]) -> dict[Any, float]:
 
 
 def _matrix(frames: list[Frame], x: str) -> dict[tuple[Any, str], float]:
-    """A groupingToMatrix frame as {(row, column): value}."""
+    """A groupingToMatrix frame as {(row, column): value}; a missing cell must be null, never text."""
     (frame,) = frames
+    assert all(v is None or isinstance(v, int | float) for c, vs in frame.items() if c != x for v in vs), frame
     return _nonzero({(row, column): values[i] or 0 for column, values in frame.items() if column != x
                      for i, row in enumerate(frame[x])})
 
