@@ -26,6 +26,8 @@ DAY_MS: Final = 24 * HOUR_MS
 _BEIJING_OFFSET_MS: Final = 8 * HOUR_MS
 MAX_BUCKETS: Final = 10_000
 """At most this many time buckets per request (hours: about 416 days)."""
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""No range starts before this (InfluxDB's times end in 1677; no station reported before 2000)."""
 RAW_HOURS: Final = 2
 """The open hour and the one before it are read raw."""
 

@@ -121,6 +121,7 @@ def test_visits_refuse_bad_parameters_with_problems(visits_stack: Stack) -> None
     now = datetime.now(UTC)
     assert_problem(get("/v1/visits", params={"start": now.isoformat(), "end": (now - timedelta(hours=1)).isoformat()}),
                    422, "start must be before end")
+    assert_problem(get("/v1/visits", params={"start": "1675-09-12T04:51:51Z"}), 422, "start must be after 2000-01-01")
     assert_problem(get("/v1/visits", params={"start": (now - timedelta(days=800)).isoformat(), "every": "hour"}),
                    422, "at most 10000 per request")
     assert get("/v1/visits", params={"start": (now - timedelta(days=800)).isoformat(), "every": "day"}).status_code \

@@ -28,6 +28,8 @@ async def get_visits(services: ServicesDep, _: Viewer,
     start = aware(start, "start") or visits.utc(visits.beijing_day(int(now.timestamp() * 1000)))
     if start >= end:
         raise Problem(422, "start must be before end")
+    if start < visits.EARLIEST:
+        raise Problem(422, f"start must be after {visits.EARLIEST.date().isoformat()}")
     if start > now + timedelta(minutes=1):
         raise Problem(422, "start is in the future")
     w = visits.window(start, end, every, now)
