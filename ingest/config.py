@@ -37,6 +37,7 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     ingest_retention_monitor_days: Annotated[int, Field(ge=1)] = 30
     ingest_rollup_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
     ingest_rollup_tick_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
+    ingest_rollup_settle_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     @property
     def retention_days(self) -> dict[Tier, int]:

@@ -13,6 +13,10 @@ The keeper runs as its own task: it never holds up the receive path or an acknow
 tick it takes at most ``max_pairs`` pairs; when InfluxDB is down it waits and tries again, the
 journal keeping the pairs. Several ingest replicas each recompute what they wrote, after their
 write: a rollup point is one per series and hour, so a second recompute rewrites the same point.
+A late pair (written after its hour closed) is recomputed a second time ``settle`` seconds after
+its first recompute, and stays journaled until then: another replica's recompute that read the
+hour before this write landed, and wrote after this replica's first recompute, leaves a stale
+point that the second one overwrites (a recompute taking longer than ``settle`` is abandoned).
 """
 
 from __future__ import annotations
@@ -60,13 +64,19 @@ class Keeper:
         grace: seconds after an hour's end before it is rolled up (readings still in flight).
         tick: seconds between two looks at what is due.
         max_pairs: station-hours taken per tick.
+        settle: seconds after a late pair's recompute before its second one, and the longest a
+            recompute may take (a longer one is abandoned and retried): another replica's recompute
+            that read the hour before this replica's write landed has then finished, and the second
+            recompute overwrites what it wrote.
         clock: wall-clock seconds (hours close by it).
     """
 
     def __init__(self, *, ql: InfluxQL, writer: Writer, journal: Journal, grace: float = 30.0, tick: float = 5.0,
-                 max_pairs: int = 500, clock: Callable[[], float] = time.time) -> None:
+                 max_pairs: int = 500, settle: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self._ql, self._writer, self._journal = ql, writer, journal
         self._grace, self._tick, self._max_pairs, self._clock = grace, tick, max_pairs, clock
+        self._settle = settle
+        self._again: set[Pair] = set()  # late pairs whose second recompute, ``settle`` after the first, is due
         # pairs of an earlier run: due once closed (an hour still open gets more readings first)
         self._due: dict[Pair, float] = {p: (p[1] + HOUR_MS) / 1000 + grace for p in journal.pending}
         self._late = set(journal.pending)  # recomputed with the hour of each series' next reading
@@ -103,6 +113,7 @@ class Keeper:
             closes = (pair[1] + HOUR_MS) / 1000
             if closes <= now:
                 self._late.add(pair)
+                self._again.add(pair)
             self._due[pair] = max(closes + self._grace, now) if closes > now else now
 
     async def run(self) -> None:
@@ -113,7 +124,7 @@ class Keeper:
                 continue
             try:
                 await self.run_once()
-            except InfluxUnavailableError as exc:
+            except (InfluxUnavailableError, TimeoutError) as exc:
                 self._back_off(exc)
             except Exception:  # a bug here must not stop ingest: the pairs wait in the journal
                 logger.exception("rollup recompute failed; retrying later")
@@ -138,7 +149,8 @@ class Keeper:
             by_hour[hour].add(station)
         done = 0
         for hour, stations in sorted(by_hour.items()):
-            done += await self._recompute(hour, frozenset(stations), now)
+            async with asyncio.timeout(self._settle):
+                done += await self._recompute(hour, frozenset(stations), now)
         return done
 
     async def _recompute(self, hour: int, stations: frozenset[str], now: float) -> int:
@@ -149,15 +161,23 @@ class Keeper:
         if following:
             await self._journal.add(following)
             for pair in following:
-                self._due.setdefault(pair, 0.0)
+                self._due[pair] = 0.0  # at once, even one waiting for its second recompute
+            self._again |= following
         points = await compute(self._ql, Window(hour, hour + HOUR_MS, stations))
         await write_points(self._writer, [p.line() for p in points])
         finished = [p for p in pairs if self._writes[p] == writes[p]]  # no write came in meanwhile
         for pair in finished:
-            self._due.pop(pair, None)
             self._late.discard(pair)
             self._writes.pop(pair, None)
-        await self._journal.remove(p for p in finished if p not in self._in_flight)
+        once = {p for p in finished if p in self._again}
+        self._again -= once
+        settled_at = self._clock() + self._settle
+        for pair in finished:
+            if pair in once:
+                self._due[pair] = settled_at  # still journaled until then
+            else:
+                self._due.pop(pair, None)
+        await self._journal.remove(p for p in finished if p not in self._in_flight and p not in once)
         self.recomputed += len(pairs)
         logger.debug("rolled up %d stations' hour %d: %d points", len(stations), hour, len(points))
         return len(pairs)
@@ -172,4 +192,4 @@ class Keeper:
             for series in results:
                 first = int(series.rows[0]["time"])
                 pairs.add((series.tags["station"], first - first % HOUR_MS))
-        return pairs - set(self._due)
+        return pairs

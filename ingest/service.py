@@ -35,7 +35,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     writer = make_writer(settings)
     ql = InfluxQL.from_settings(settings)
     keeper = Keeper(ql=ql, writer=writer, journal=Journal(path=settings.journal_file),
-                    grace=settings.ingest_rollup_grace_seconds, tick=settings.ingest_rollup_tick_seconds)
+                    grace=settings.ingest_rollup_grace_seconds, tick=settings.ingest_rollup_tick_seconds,
+                    settle=settings.ingest_rollup_settle_seconds)
     stats = Stats(instance=settings.mqtt_client_id, metrics=metrics)
     pipeline = Pipeline(registry=registry, writer=writer, spool=spool, metrics=metrics, stats=stats,
                         batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from ingest.influxql import InfluxQL
 from ingest.journal import Journal
 from ingest.keeper import Keeper
 from ingest.retention import ensure
-from ingest.writer import InfluxV1Writer
+from ingest.writer import InfluxV1Writer, Writer
 from telemetry.storage import HOUR_MS, OCCUPANCY_1H, Tier, hour_of
 from tests.conftest import IngestFactory
 from tests.ingest import rollup_reference as ref
@@ -103,3 +104,64 @@ def test_keeper_recomputes_the_hours_of_spooled_batches_once_influxdb_takes_them
     wait_for(lambda: ingest.health()["spool_batches"] == 0, timeout=60, what="the spool drained")
     wait_for(lambda: rolled_up(own_influxd, db), what="the spooled hour rolled up")
     assert visits(own_influxd, db) == {h: 38}
+
+
+class HeldRollupWrites:
+    """A writer whose rollup writes wait for ``release``: the seam where a slow recompute's write lands late."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer, self.release, self.holding = writer, asyncio.Event(), asyncio.Event()
+
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:
+        if tier is Tier.ROLLUP:
+            self.holding.set()
+            await self.release.wait()
+        await self.writer.write(body, tier)
+
+    async def ready(self) -> bool:
+        return await self.writer.ready()
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
+
+
+def occupancy_line(i: int, ts: int, entries: int) -> str:
+    return (f"occupancy,station={S},district=kongtong,kind=smart people=1i,capacity=20i,entries={entries}i,"
+            f"exits=0i,seq={i}i {ts}")
+
+
+async def test_keeper_second_recompute_after_the_settle_delay_mends_a_replica_race(
+        influxd: Influxd, db: str, tmp_path: Path) -> None:
+    """Replica A reads a late hour before B's write lands and writes after B's recompute: B's second
+    recompute, ``settle`` seconds after its first, overwrites A's stale point."""
+    h = hour_of(now_ms()) - 3 * HOUR_MS
+    influxd.write(db, "\n".join(occupancy_line(i, h + i * 60_000, 10 * i) for i in range(1, 4)))
+    clock = [(h + 3 * HOUR_MS) / 1000 + 60]  # every replica's, the hour long closed
+    async with InfluxQL(url=influxd.url, database=db) as ql, InfluxV1Writer(url=influxd.url, database=db) as w:
+        await ensure(ql, database=db, days={Tier.RAW: 400, Tier.ROLLUP: 3650, Tier.MONITOR: 30})
+        held = HeldRollupWrites(w)
+        a = Keeper(ql=ql, writer=held, journal=Journal(path=tmp_path / "a"), settle=10, clock=lambda: clock[0])
+        journal = Journal(path=tmp_path / "b")
+        b = Keeper(ql=ql, writer=w, journal=journal, settle=10, clock=lambda: clock[0])
+        await a.touched({(S, h)})
+        a.settled({(S, h)}, written=True)
+        slow = asyncio.create_task(a.run_once())
+        await held.holding.wait()  # A has read the hour: visits 20, and its write has not landed
+        influxd.write(db, occupancy_line(4, h + 40 * 60_000, 70))  # B's late reading
+        await b.touched({(S, h)})
+        b.settled({(S, h)}, written=True)
+        assert await b.run_once() == 1
+        assert visits(influxd, db) == {h: 60}
+        held.release.set()
+        assert await slow == 1
+        assert visits(influxd, db) == {h: 20}, "A's stale point overwrote B's"
+        assert b.pending == 1
+        assert journal.pending == {(S, h)}, "journaled until the second recompute"
+        clock[0] += 9
+        assert await b.run_once() == 0, "not before the settle delay"
+        clock[0] += 2
+        assert await b.run_once() == 1
+        assert visits(influxd, db) == {h: 60}
+        assert rolled_up(influxd, db)
+        assert b.pending == 0
+        assert journal.pending == frozenset()

@@ -81,7 +81,7 @@ def structure(influxd: Influxd, db: str) -> Structure:
     def keys(q: str) -> set[tuple[str, str]]:
         return {(s["name"], v[0]) for s in influxd.query(q, db) for v in s["values"]}
     return Structure({v[0] for s in influxd.query("SHOW MEASUREMENTS", db) for v in s["values"]},
-                     keys("SHOW TAG KEYS"), keys("SHOW FIELD KEYS"))
+                     keys("SHOW TAG KEYS"), keys("SHOW FIELD KEYS") | keys('SHOW FIELD KEYS FROM "monitor"./.*/'))
 
 
 def snapshot(influxd: Influxd, db: str) -> dict[str, list[dict[str, Any]]]:
