@@ -28,10 +28,11 @@ from ingest.session import Session
 from ingest.spool import Spool
 from ingest.stats import Stats
 from telemetry import registry
+from telemetry.storage import Tier
 
 
 class _NeverWriter:
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:  # noqa: ARG002
         raise AssertionError(f"the hot-path bench never seals a batch ({len(body)} bytes)")
 
     async def ready(self) -> bool:
@@ -49,7 +50,8 @@ def messages(n: int, per_message: int) -> list[tuple[str, bytes]]:
     return [(topic, lines[i].encode()) for i in range(longest) for topic, lines in topics.items() if i < len(lines)]
 
 
-async def measure(n: int, per_message: int, per_read: int, profile: bool) -> None:
+async def measure(n: int, per_message: int, per_read: int, profile: bool) -> float:
+    """Prints, and returns, the best pass's µs per reading."""
     msgs = messages(n, per_message)
     reg = registry.load()
     with tempfile.TemporaryDirectory(prefix="yizhan-hot-path-") as tmp:
@@ -77,6 +79,7 @@ async def measure(n: int, per_message: int, per_read: int, profile: bool) -> Non
             profiler = cProfile.Profile()
             profiler.runcall(one_pass)
             pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        return best / n * 1e6
 
 
 def _publish(topic: str, payload: bytes, packet_id: int) -> bytes:

@@ -1,6 +1,7 @@
 """数据完整性 Data completeness: can today's numbers of each station be trusted?
 
-- For every station and hour, readings received against readings expected from its reporting
+- For every station and closed hour (from the hourly rollups), readings received against readings
+  expected from its reporting
   intervals (the contract's defaults: occupancy every 60 s, each charger every 30 s, each sensor
   every 60 s) and its devices in the registry. Occupancy also reports on change, so for it the
   measure is the share of minutes with at least one reading.
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dashboards import seqgaps
+from dashboards import rollups, seqgaps
 from dashboards.builder import (
     LEGEND,
     Dashboard,
@@ -37,10 +38,11 @@ from dashboards.builder import (
     station_link,
     thresholds,
 )
-from dashboards.influxql import IN_DISTRICT, TIME, m, one_of, select, sub, tags, where
+from dashboards.influxql import IN_DISTRICT, TIME, m, monitor, one_of, select, sub, tags, where
 from dashboards.overview import DISTRICT
 from telemetry.contract import AgentConfig
 from telemetry.registry import Registry, Station
+from telemetry.storage import CHARGER_1H, OCCUPANCY_1H, TEMPERATURE_1H
 
 UID = "yizhan-completeness"
 TODAY = "now/d"
@@ -57,15 +59,17 @@ class Kind:
     label: str
     interval_s: int
     devices: Callable[[Station], int]
+    rollup: str
 
     @property
     def column(self) -> str:
         return f"{self.name}_pct"
 
 
-CHARGERS = Kind("chargers", "charger", "充电桩 Chargers", DEFAULTS.charger_interval_s, lambda s: len(s.chargers))
+CHARGERS = Kind("chargers", "charger", "充电桩 Chargers", DEFAULTS.charger_interval_s, lambda s: len(s.chargers),
+                CHARGER_1H)
 TEMPERATURE = Kind("temperature", "temperature", "温度 Temperature", DEFAULTS.temperature_interval_s,
-                   lambda s: len(s.sensors))
+                   lambda s: len(s.sensors), TEMPERATURE_1H)
 OCCUPANCY_COLUMN = "occupancy_pct"
 
 
@@ -78,41 +82,58 @@ def _groups(registry: Registry, kind: Kind) -> dict[int, list[str]]:
     return dict(sorted(groups.items()))
 
 
-def _outer(fields: str, inner: str, *, hourly: bool) -> str:
-    # Outer grouped by time: it repeats $timeFilter. Not grouped by time: it must not (InfluxDB 1.6
-    # returns nothing for that over a filled subquery).
-    if hourly:
-        return select(fields, sub(inner), group='time(1h), "station"')
+def _today(fields: str, inner: str) -> str:
+    # Not grouped by time, the outer query must not repeat $timeFilter (InfluxDB 1.6 returns nothing
+    # for that over a filled subquery).
     return select(fields, sub(inner), conditions=None, group=tags("station", "district"))
 
 
-def _minutes(*, hourly: bool) -> str:
-    return "time(1m), " + (tags("station") if hourly else tags("station", "district"))
+_MINUTES: Final = "time(1m), " + tags("station", "district")
+_HOURS: Final = 'time($__interval), "station"'
+_MINUTES_PER_INTERVAL: Final = "($__interval_ms / 60000)"
+OCCUPANCY_SHARE: Final = min(1.0, 60 / DEFAULTS.occupancy_interval_s)
+"""Share of minutes with an occupancy reading when healthy."""
 
 
-def occupancy_query(*, hourly: bool) -> Query:
-    """Share of minutes with an occupancy reading: count/count is 1 for such a minute, fill(0) 0 otherwise."""
-    expected = min(1.0, 60 / DEFAULTS.occupancy_interval_s)  # share of minutes with a reading when healthy
+def occupancy_query() -> Query:
+    """Today, per station: share of minutes with an occupancy reading (count/count is 1 for such a
+    minute, fill(0) 0 otherwise)."""
     inner = select('count("seq") / count("seq") AS "ok"', m("occupancy"), conditions=where(TIME, IN_DISTRICT),
-                   group=_minutes(hourly=hourly), fill="0")
-    text = _outer(f'100 * mean("ok") / {expected:g} AS "{OCCUPANCY_COLUMN}"', inner, hourly=hourly)
-    if hourly:
-        return Query(text, columns=(OCCUPANCY_COLUMN,), alias="$tag_station")
-    return Query(text, columns=("station", "district", OCCUPANCY_COLUMN), table=True)
+                   group=_MINUTES, fill="0")
+    return Query(_today(f'100 * mean("ok") / {OCCUPANCY_SHARE:g} AS "{OCCUPANCY_COLUMN}"', inner),
+                 columns=("station", "district", OCCUPANCY_COLUMN), table=True)
 
 
-def device_queries(registry: Registry, kind: Kind, *, hourly: bool) -> tuple[Query, ...]:
-    """Readings per minute over expected per minute (devices x 60 / interval), one query per group."""
+def occupancy_hours() -> Query:
+    """Per interval (an hour at least) and station, from the rollups of closed hours: minutes with a
+    reading of the interval's minutes (an hour without any has no rollup point: fill(0) makes it
+    0 %). The open hour shows once it closes."""
+    share = f'100 * sum("minutes") / ({OCCUPANCY_SHARE:g} * {_MINUTES_PER_INTERVAL}) AS "{OCCUPANCY_COLUMN}"'
+    text = rollups.closed(share, OCCUPANCY_1H, IN_DISTRICT, group=_HOURS, fill="0")
+    return Query(text, columns=(OCCUPANCY_COLUMN,), alias="$tag_station")
+
+
+def device_queries(registry: Registry, kind: Kind) -> tuple[Query, ...]:
+    """Today, per station: readings per minute over expected per minute (devices x 60 / interval), one
+    query per group."""
     out = []
     for devices, ids in _groups(registry, kind).items():
-        expected = devices * 60 / kind.interval_s
         inner = select('count("seq") AS "n"', m(kind.measurement),
-                       conditions=where(TIME, IN_DISTRICT, f'"station" =~ {one_of(ids)}'),
-                       group=_minutes(hourly=hourly), fill="0")
-        fields = f'100 * mean("n") / {expected:g} AS "{kind.column}"'
-        out.append(Query(_outer(fields, inner, hourly=hourly),
-                         columns=(kind.column,) if hourly else ("station", "district", kind.column),
-                         table=not hourly, alias="$tag_station" if hourly else None))
+                       conditions=where(TIME, IN_DISTRICT, f'"station" =~ {one_of(ids)}'), group=_MINUTES, fill="0")
+        fields = f'100 * mean("n") / {devices * 60 / kind.interval_s:g} AS "{kind.column}"'
+        out.append(Query(_today(fields, inner), columns=("station", "district", kind.column), table=True))
+    return tuple(out)
+
+
+def device_hours(registry: Registry, kind: Kind) -> tuple[Query, ...]:
+    """Per interval (an hour at least) and station, from the rollups of closed hours: readings over
+    expected (devices x 60 / interval a minute)."""
+    out = []
+    for devices, ids in _groups(registry, kind).items():
+        share = (f'100 * sum("readings") / ({devices * 60 / kind.interval_s:g} * {_MINUTES_PER_INTERVAL}) '
+                 f'AS "{kind.column}"')
+        text = rollups.closed(share, kind.rollup, IN_DISTRICT, f'"station" =~ {one_of(ids)}', group=_HOURS, fill="0")
+        out.append(Query(text, columns=(kind.column,), alias="$tag_station"))
     return tuple(out)
 
 
@@ -127,21 +148,21 @@ def _hours(title: str, queries: tuple[Query, ...], description: str) -> Panel:
 
 def hours_row(registry: Registry) -> Row:
     return Row("每站每小时 Per station and hour: received / expected", (
-        _hours("人数 Occupancy: minutes with a reading (%)", (occupancy_query(hourly=True),),
+        _hours("人数 Occupancy: minutes with a reading (%)", (occupancy_hours(),),
                f"Occupancy is read every {DEFAULTS.occupancy_interval_s} s and on change: the share of minutes "
                "that have a reading."),
-        _hours(f"{CHARGERS.label}: readings received / expected (%)", device_queries(registry, CHARGERS, hourly=True),
+        _hours(f"{CHARGERS.label}: readings received / expected (%)", device_hours(registry, CHARGERS),
                f"Each charger reports every {CHARGERS.interval_s} s: expected = chargers x {60 // CHARGERS.interval_s} "
                "a minute."),
         _hours(f"{TEMPERATURE.label}: readings received / expected (%)",
-               device_queries(registry, TEMPERATURE, hourly=True),
+               device_hours(registry, TEMPERATURE),
                f"Each sensor reports every {TEMPERATURE.interval_s} s: expected = sensors x 1 a minute."),
     ))
 
 
 LAG_QUERY = Query(
     select('median("lag_p50_ms") AS "lag_p50_ms", max("lag_max_ms") AS "lag_max_ms", min("lag_min_ms") AS "lag_min_ms"',
-           m("ingest_station_lag"), conditions=where(TIME, IN_DISTRICT), group=tags("station", "district")),
+           monitor("ingest_station_lag"), conditions=where(TIME, IN_DISTRICT), group=tags("station", "district")),
     columns=("station", "district", "lag_p50_ms", "lag_max_ms", "lag_min_ms"), table=True)
 
 _AGGREGATES: Final[dict[str, tuple[str, ...]]] = {
@@ -159,8 +180,8 @@ TRUST_COLUMNS: Final = {
 
 
 def trust_table(registry: Registry) -> Panel:
-    queries = (occupancy_query(hourly=False), *device_queries(registry, CHARGERS, hourly=False),
-               *device_queries(registry, TEMPERATURE, hourly=False),
+    queries = (occupancy_query(), *device_queries(registry, CHARGERS),
+               *device_queries(registry, TEMPERATURE),
                *seqgaps.queries(IN_DISTRICT, ("station", "district")), LAG_QUERY)
     color_cells: dict[str, Any] = {"custom.cellOptions": {"type": "color-background"}}
     percent = {"unit": "percent", "decimals": 1, "thresholds": PERCENT, **color_cells}
@@ -177,8 +198,8 @@ def trust_table(registry: Registry) -> Panel:
     return Panel(
         "table", "今日可信度 Can today's numbers be trusted? One row per station", queries, 24, 14, time_from=TODAY,
         transformations=(*seqgaps.transformations(("station", "district"), _AGGREGATES),
-                         organize(exclude=(seqgaps.FIRST, seqgaps.END, seqgaps.PRODUCED), rename=TRUST_COLUMNS,
-                                  order=tuple(TRUST_COLUMNS)),
+                         organize(exclude=(*seqgaps.PARTS, seqgaps.PRODUCED),
+                                  rename=TRUST_COLUMNS, order=tuple(TRUST_COLUMNS)),
                          sort_by("人数 occupancy %")),
         overrides=overrides, links=(station_link(),),
         options={"showHeader": True, "cellHeight": "sm"},
@@ -188,9 +209,9 @@ def trust_table(registry: Registry) -> Panel:
 
 
 def lag_row() -> Row:
-    overall = Query(select('max("lag_p50_ms") AS "p50", max("lag_p99_ms") AS "p99"', m("ingest_stats"),
+    overall = Query(select('max("lag_p50_ms") AS "p50", max("lag_p99_ms") AS "p99"', monitor("ingest_stats"),
                            group="time($__interval)", fill="none"), columns=("p50", "p99"))
-    per_station = Query(select('min("lag_min_ms") AS "lag_min_ms"', m("ingest_station_lag"),
+    per_station = Query(select('min("lag_min_ms") AS "lag_min_ms"', monitor("ingest_station_lag"),
                                conditions=where(TIME, IN_DISTRICT), group='time($__interval), "station"', fill="none"),
                         columns=("lag_min_ms",), alias="$tag_station")
     thin = lines(fill=0)

@@ -6,6 +6,7 @@ One client for reads; httpx errors are translated here to :class:`DependencyUnav
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import Any, Self
 import httpx
 
 from gateway.exceptions import DependencyUnavailableError, InfluxQueryError
+
+_NOTHING_YET = re.compile(r"database not found|retention policy not found")
+"""Nothing written yet (no reading, or no rollup: the rollup tier appears when ingest first starts)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,7 +56,8 @@ class InfluxReader:
         return response.status_code == 204
 
     async def query(self, q: str) -> list[Series]:
-        """Run one statement; the series it returns (empty when there is no data)."""
+        """Run one statement; the series it returns (empty when there is no data, or no such database or
+        retention policy yet)."""
         try:
             response = await self._http.get("/query", params={"db": self._db, "q": q, "epoch": "ms"})
         except httpx.HTTPError as exc:
@@ -67,7 +72,7 @@ class InfluxReader:
             raise InfluxQueryError(response.status_code, str(body["error"]))
         result = body["results"][0]
         if "error" in result:
-            if "database not found" in str(result["error"]):
+            if _NOTHING_YET.search(str(result["error"])):
                 return []
             raise InfluxQueryError(response.status_code, str(result["error"]))
         return [Series(s["name"], s.get("tags", {}), s["columns"], s.get("values", []))

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from telemetry.storage import MONITOR_MEASUREMENTS, Tier, qualified
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 _OWN_KEYS = ("listener", "persistence_location", "log_dest", "pid_file", "password_file", "acl_file",
@@ -182,10 +184,13 @@ class Influxd:
 
     Args:
         https: (certificate, key) to serve HTTPS only; ``ca`` then verifies it for our own requests.
+        data_options: more lines of the ``[data]`` section (benchmarks: compaction timing).
     """
 
-    def __init__(self, directory: Path, *, https: tuple[Path, Path] | None = None, ca: Path | None = None) -> None:
+    def __init__(self, directory: Path, *, https: tuple[Path, Path] | None = None, ca: Path | None = None,
+                 data_options: str = "") -> None:
         self.dir = directory
+        self.data_options = data_options
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.rpc_port = free_port()
@@ -210,6 +215,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   dir = "{self.dir}/data"
   wal-dir = "{self.dir}/wal"
   query-log-enabled = false
+{self.data_options}
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
@@ -276,8 +282,21 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         return out
 
     def count(self, measurement: str, field: str, db: str, where: str = "") -> int:
-        series = self.query(f'SELECT count("{field}") FROM "{measurement}" {where}', db)
+        """``count(field)``; ingest's own measurements are read from their ``monitor`` tier."""
+        source = qualified(Tier.MONITOR, measurement) if measurement in MONITOR_MEASUREMENTS else f'"{measurement}"'
+        series = self.query(f'SELECT count("{field}") FROM {source} {where}', db)
         return int(series[0]["values"][0][1]) if series else 0
+
+
+def rebuild_rollups(influxd: Influxd, db: str, *, since_ms: int, spool: Path) -> None:
+    """Ingest's own rebuild (``python -m ingest rollup --since``) of the rollups of every closed hour
+    since ``since_ms`` in ``db`` (its checkpoint in ``spool``)."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since_ms // 1000))
+    env = child_env({"INFLUX_URL": influxd.url, "INFLUX_DB": db, "INGEST_SPOOL_DIR": str(spool)})
+    done = subprocess.run([sys.executable, "-m", "ingest", "rollup", "--since", since], cwd=ROOT, env=env,
+                          capture_output=True, timeout=600, check=False)
+    if done.returncode:
+        raise AssertionError(f"ingest rollup exited {done.returncode}: {done.stderr.decode()[-2000:]}")
 
 
 @contextmanager

@@ -140,7 +140,29 @@ class History(_Out):
     start: datetime
     end: datetime
     every_s: float = Field(description="The interval used; coarser than asked when the range needs it")
+    source: Literal["raw", "rollup"] = Field(description="rollup for ranges over 3 days: whole hours, means, "
+                                             "maxima and minima only (no last entries, exits, energy or humidity)")
     series: list[HistorySeries]
+
+
+class VisitsBucket(_Out):
+    start: datetime = Field(description="The bucket's start: an hour, a Beijing day or a Beijing month")
+    visits: int
+
+
+class VisitsSeries(_Out):
+    key: str = Field(description="The district or station id; `city` for the whole city")
+    total: int
+    buckets: list[VisitsBucket] = Field(description="Buckets with readings, oldest first")
+
+
+class Visits(_Out):
+    start: datetime = Field(description="The range's start, at its first bucket's start")
+    end: datetime = Field(description="The range's end (exclusive): an hour, or now when the range reaches it")
+    by: Literal["city", "district", "station"]
+    every: Literal["hour", "day", "month"]
+    total: int
+    series: list[VisitsSeries]
 
 
 class ConfigResult(_Out):

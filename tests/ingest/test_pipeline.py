@@ -16,6 +16,7 @@ from ingest.stats import Stats
 from ingest.subscriber import DUP, OVERSIZE, RETAINED, AckToken, Message
 from telemetry import registry
 from telemetry.codec import Decoder
+from telemetry.storage import Tier
 from tests.rig import until
 
 NOW = 1_795_000_000.0
@@ -24,9 +25,11 @@ NOW = 1_795_000_000.0
 class RecordingWriter:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.tiers: list[Tier] = []
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:
         self.bodies.append(body)
+        self.tiers.append(tier)
 
     async def ready(self) -> bool:
         return True
@@ -119,7 +122,7 @@ class GatedWriter(RecordingWriter):
         self.started: list[int] = []
         self.fail = fail
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:  # noqa: ARG002
         seq = int(body.split(b"seq=")[1].split(b"i")[0])
         self.started.append(seq)
         await self.gates.setdefault(seq, asyncio.Event()).wait()
@@ -187,7 +190,7 @@ class DownWriter(RecordingWriter):
         super().__init__()
         self.calls = 0
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:  # noqa: ARG002
         self.calls += 1
         await asyncio.sleep(0.01)
         raise InfluxUnavailableError(f"timed out writing {len(body)} bytes")
@@ -196,7 +199,7 @@ class DownWriter(RecordingWriter):
 async def test_writes_behind_a_failed_replay_wait_for_the_retry_delay(tmp_path: Path) -> None:
     """Three writes find the spool non-empty: one replay is tried, the others spool without trying again."""
     spool = Spool(directory=tmp_path, max_bytes=10**6)
-    spool.append(b"occupancy,station=PL-KT-001 people=1i 1795000000000")
+    await spool.append(b"occupancy,station=PL-KT-001 people=1i 1795000000000")
     pipeline, writer, subscriber = make(tmp_path, DownWriter(), spool=spool, batch_points=1, write_concurrency=3)
     task = asyncio.create_task(pipeline.run())
     try:

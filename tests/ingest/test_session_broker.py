@@ -86,7 +86,7 @@ def test_session_100_mb_payload_never_buffered_and_the_next_readings_arrive(
     publish(broker.port, [(t(S, "occupancy"), occupancy(seq, 1, ts=ts + seq)) for seq in (1, 2)])
     wait_for(lambda: influxd.count("occupancy", "people", db) == 2, timeout=120, what="the readings after it")
     assert ingest.metric('ingest_rejects_total{reason="too_large"}') == 1
-    [reject] = influxd.rows("SELECT * FROM ingest_rejects", db)
+    [reject] = influxd.rows('SELECT * FROM "monitor"."ingest_rejects"', db)
     assert reject["detail"] == f"payload is {100 * 1024 * 1024 + 2} bytes, at most {MAX_PAYLOAD_BYTES}"
     assert peak_rss_mb(ingest) < 200
 

@@ -81,7 +81,7 @@ def structure(influxd: Influxd, db: str) -> Structure:
     def keys(q: str) -> set[tuple[str, str]]:
         return {(s["name"], v[0]) for s in influxd.query(q, db) for v in s["values"]}
     return Structure({v[0] for s in influxd.query("SHOW MEASUREMENTS", db) for v in s["values"]},
-                     keys("SHOW TAG KEYS"), keys("SHOW FIELD KEYS"))
+                     keys("SHOW TAG KEYS"), keys("SHOW FIELD KEYS") | keys('SHOW FIELD KEYS FROM "monitor"./.*/'))
 
 
 def snapshot(influxd: Influxd, db: str) -> dict[str, list[dict[str, Any]]]:
@@ -162,7 +162,7 @@ def test_hostile_corpus_covers_what_the_issue_lists(run: Run) -> None:
 
 
 def test_hostile_each_case_gets_its_exact_reject_in_influxdb_and_in_metrics(run: Run) -> None:
-    rows = run.influxd.rows("SELECT * FROM ingest_rejects", run.db)
+    rows = run.influxd.rows("SELECT * FROM monitor.ingest_rejects", run.db)
     unmatched = list(rows)
     for case in (c for c in run.cases if c.reaches_ingest):
         topic = case.topic if len(case.topic) <= 256 else case.topic[:255] + "…"

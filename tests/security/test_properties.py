@@ -149,10 +149,11 @@ def test_property_every_message_becomes_points_of_its_station_or_counted_rejects
     with tempfile.TemporaryDirectory() as tmp:
         p = pipeline(Path(tmp))
         p.on_message(topic, payload, (1, 7))
-        lines, tokens = p._current.lines, p._current.tokens
+        lines, monitor, tokens = p._current.lines, p._current.monitor, p._current.tokens
         counted = sum(p._metrics.counts.rejects.values())
     assert tokens == [(1, 7)], "every message is acknowledged exactly once"
-    parsed = [parse_line(line) for line in lines]
+    parsed = [parse_line(line) for line in lines + monitor]
+    assert all(parse_line(line)[0] == "ingest_rejects" for line in monitor), "rejects alone go to the monitor tier"
     rejects = [x for x in parsed if x[0] == "ingest_rejects"]
     points = [x for x in parsed if x[0] != "ingest_rejects"]
     assert len(rejects) == counted, "every reject is counted once and stored once"

@@ -35,7 +35,7 @@ async def test_simulator_station_offline_10_days_every_reading_stored(
         return sum(int(r["count"]) for r in influxd.rows(f'SELECT count("seq") FROM {readings}', db))
 
     wait_for(lambda: stored() == row.produced, timeout=60, what=f"the {row.produced} readings in InfluxDB")
-    rejects = influxd.rows("SELECT * FROM ingest_rejects", db)
+    rejects = influxd.rows('SELECT * FROM "monitor"."ingest_rejects"', db)
     assert rejects == [], "no reading of the ten days refused as too old"
     oldest = influxd.rows(f"SELECT seq FROM {readings} ORDER BY time LIMIT 1", db)[0]
     assert oldest["time"] < (start + 2 * DAY) * 1000

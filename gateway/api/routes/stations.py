@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from gateway import queries
 from gateway.api import problems
-from gateway.api.deps import ServicesDep, StationDep, Viewer
+from gateway.api.deps import ServicesDep, StationDep, Viewer, aware
 from gateway.api.models import (
     History,
     HistorySeries,
@@ -73,32 +74,27 @@ def get_station(services: ServicesDep, _: Viewer, station: StationDep) -> Statio
     return detail_of(station, services.live.get(station.id))
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise Problem(422, f"{name} needs a time zone offset, e.g. 2026-11-29T08:00:00+08:00")
-    return value
-
-
-@router.get("/{station_id}/readings", summary="History from InfluxDB, downsampled")
+@router.get("/{station_id}/readings", summary="History from InfluxDB, downsampled (from the hourly rollups for "
+            "ranges over 3 days)")
 async def readings(services: ServicesDep, _: Viewer, station: StationDep, kind: HistoryKind,
                    start: Annotated[datetime | None, Query(description="Default: 24 h before end")] = None,
                    end: Annotated[datetime | None, Query(description="Default: now")] = None,
                    every: Annotated[str | None, Query(pattern=r"^[1-9]\d{0,5}[smhd]$",
                                                       description="Interval, e.g. 30s, 5m, 1h, 1d")] = None,
                    ) -> History:
-    end = _aware(end, "end") or datetime.now(UTC)
-    start = _aware(start, "start") or end - timedelta(hours=24)
+    end = aware(end, "end") or datetime.now(UTC)
+    start = aware(start, "start") or end - timedelta(hours=24)
     if start >= end:
         raise Problem(422, "start must be before end")
     if end - start > timedelta(days=400):
         raise Problem(422, "at most 400 days per request")
     start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     asked = int(every[:-1]) * _UNITS[every[-1]] * 1000 if every else None
-    interval = queries.every_ms(start_ms, end_ms, asked)
-    series = await services.influx.query(queries.history_query(station.id, kind, start_ms, end_ms, interval))
+    read = await queries.history(services.influx, station.id, kind, start_ms, end_ms,
+                                 queries.every_ms(start_ms, end_ms, asked), int(time.time() * 1000))
     out = [HistorySeries(tags=dict(s.tags),
                          points=[Point.model_validate({**row, "time": datetime.fromtimestamp(row["time"] / 1000, UTC)})
                                  for row in s.rows()])
-           for s in series]
-    return History(station=station.id, kind=kind.value, start=start, end=end, every_s=interval / 1000, series=out)
-
+           for s in read.series]
+    return History(station=station.id, kind=kind.value, start=datetime.fromtimestamp(read.start_ms / 1000, UTC),
+                   end=end, every_s=read.interval_ms / 1000, source=read.source, series=out)
