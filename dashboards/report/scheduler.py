@@ -3,7 +3,8 @@
 On the 1st of each month (``REPORT_DELAY_S`` after midnight, Beijing time, so that the month's
 last rollups are in) the month that just ended has no report yet: it is made into
 ``REPORTS_DIR/YYYY-MM.pdf``. A report that fails (InfluxDB down) is tried again at the next check;
-one that exists is never remade, so deleting a file asks for it again.
+one that exists is never remade, so deleting a file asks for it again. After each check the
+scheduler touches ``REPORTS_DIR/.scheduler-alive``, the heartbeat its healthcheck reads.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from dashboards.config import Settings
 from dashboards.exceptions import ReportError
@@ -21,6 +23,8 @@ from dashboards.report.period import Period, due
 from telemetry.registry import Registry
 
 logger = logging.getLogger(__name__)
+
+HEARTBEAT: Final = ".scheduler-alive"
 
 
 def _utcnow() -> datetime:
@@ -34,6 +38,8 @@ async def run(settings: Settings, registry: Registry, stop: asyncio.Event,
                 settings.report_check_interval_s)
     while not stop.is_set():
         await check(settings, registry, clock())
+        settings.reports_dir.mkdir(parents=True, exist_ok=True)
+        (settings.reports_dir / HEARTBEAT).touch()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.report_check_interval_s)
 
