@@ -39,11 +39,13 @@ _BAR: Final = colors.HexColor("#3a6ea5")
 Cells = list[list[str]]
 
 
-def _style(name: str, size: float, leading: float | None = None, space: float = 2) -> ParagraphStyle:
-    return ParagraphStyle(name, fontName=FONT, fontSize=size, leading=leading or size * 1.35, spaceAfter=space)
+def _style(name: str, size: float, space: float = 2, before: float = 0) -> ParagraphStyle:
+    return ParagraphStyle(name, fontName=FONT, fontSize=size, leading=size * 1.35, spaceAfter=space,
+                          spaceBefore=before)
 
 
-TITLE, H2, BODY, NOTE = _style("title", 17, space=6), _style("h2", 12, space=4), _style("body", 9), _style("note", 8)
+TITLE, H2 = _style("title", 17, space=6), _style("h2", 12, space=4, before=8)
+BODY, NOTE = _style("body", 9, before=4), _style("note", 8)
 
 
 def register_font(font_file: Path = FONT_FILE) -> None:
@@ -160,7 +162,7 @@ def _summary(data: ReportData) -> Table:
     energy = sum(s.energy_kwh for s in data.stations)
     online = [s.availability_pct for s in data.stations]
     rows = [["服务人次", num(visits), "较上期", change(visits, previous)],
-            ["开放站点（有数据）", f"{data.open_stations} / {len(data.stations)}", "登记驿站总数",
+            ["开放站点（有数据）", f"{data.open_stations}/{len(data.stations)}", "登记驿站总数",
              str(data.registry_stations)],
             ["充电量 kWh", num(energy, 1), "平均可用率", pct(sum(online) / len(online))]]
     return _table([["概况 Summary", "", "", ""], *rows], numeric_from=1, widths=[45 * mm, 35 * mm, 35 * mm, 35 * mm])
