@@ -245,6 +245,8 @@ def _notes(data: ReportData) -> list[str]:
 
 def _chart(bars: Sequence[Bar], unit: str, height: float = 48 * mm) -> Drawing:
     drawing = Drawing(WIDTH, height)
+    # read by the renderer's initial state (not in the stubs); without it every drawing adds Helvetica to the PDF
+    drawing.initialFontName = FONT  # type: ignore[attr-defined]
     chart = VerticalBarChart()
     chart.x, chart.y = round(12 * mm), round(8 * mm)  # the stubs type position and size as int
     chart.width, chart.height = round(WIDTH - 16 * mm), round(height - 12 * mm)
