@@ -104,10 +104,11 @@ class ReportData:
     district: str | None
     generated: datetime
     registry_stations: int
+    """Stations in the registry (of the district), instrumented or not."""
     stations: tuple[StationFigures, ...]
+    """The instrumented stations (of the district)."""
     by_day: tuple[Bar, ...]
     by_hour: tuple[Bar, ...]
-    reporting_total: int
 
     @property
     def has_data(self) -> bool:
@@ -156,9 +157,9 @@ async def gather(reader: InfluxReader, registry: Registry, period: Period, *, di
     minutes = _minutes_until(period, now)
     figures = tuple(StationFigures(station=s, minutes_in_period=minutes, **per_station.get(s.id, {}))
                     for s in stations)
-    return ReportData(period=period, district=district, generated=now, registry_stations=len(registry),
-                      stations=figures, by_day=_day_bars(period, by_day), by_hour=_hour_bars(by_hour),
-                      reporting_total=len(registry.reporting))
+    in_scope = sum(district is None or s.district == district for s in registry.stations)
+    return ReportData(period=period, district=district, generated=now, registry_stations=in_scope,
+                      stations=figures, by_day=_day_bars(period, by_day), by_hour=_hour_bars(by_hour))
 
 
 @contextlib.asynccontextmanager

@@ -84,11 +84,12 @@ def _write(influxd: Influxd, db: str, lines: list[str]) -> None:
 
 
 def _rebuild(env: dict[str, str], spool: Path) -> None:
-    """Ingest's rebuild of the rollups from the raw readings (its checkpoint in a spool of its own)."""
+    """Ingest's rebuild of the rollups from the raw readings (its checkpoint in a spool of its own; raw
+    readings kept ten years, so that the year-before day stays whatever the date the test runs)."""
     since, until = f"{YEAR_BEFORE.start:%Y-%m-%d}", f"{MONTH.end:%Y-%m-%d}"
     proc = subprocess.run([sys.executable, "-m", "ingest", "rollup", "--since", since, "--until", until], cwd=ROOT,
-                          env=child_env({**env, "INGEST_SPOOL_DIR": str(spool)}), capture_output=True, text=True,
-                          timeout=600, check=False)
+                          env=child_env({**env, "INGEST_SPOOL_DIR": str(spool), "INGEST_RETENTION_RAW_DAYS": "3650"}),
+                          capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -243,6 +244,7 @@ def test_report_of_one_district(month: SimulatedMonth, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     text = _text(tmp_path / "kongtong.pdf")
     assert "范围 Scope：崆峒区" in text
+    _row(text, "开放站点（有数据）", "2/2", "登记驿站总数", "2")
     assert COLD in text
     assert DARK not in text
     assert "全市 City" not in text
