@@ -1,6 +1,7 @@
 """The service report's speed: a month of the 45 stations (target under 10 s) and a year's summary (under 30 s).
 
     .venv/bin/python -m bench.report [--year 2025] [--runs 3]
+    .venv/bin/python -m bench.report --keep /tmp/bench-report     # keep the data: a second run reuses it
     .venv/bin/python -m bench.report --url http://127.0.0.1:8086 --db yizhan --year 2025 --month 2025-12
 
 Without ``--url`` it starts its own influxd, writes a year of raw readings for every instrumented
@@ -22,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,16 +91,19 @@ def main() -> None:
     p.add_argument("--year", type=int, default=2025)
     p.add_argument("--month", help="the month to report (default: the year's December)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--keep", type=Path, help="keep influxd's data in this directory; a run that finds it reuses it")
     args = p.parse_args()
     year = Period(args.year)
     month = args.month or f"{args.year}-12"
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
-        work = Path(tmp)
+        work = args.keep or Path(tmp)
         influxd = None if args.url else Influxd(work / "influxd").start()
         try:
-            db = args.db if args.url else f"report_{uuid.uuid4().hex[:8]}"
-            if influxd is not None:
+            db = args.db if args.url else f"report_{args.year}"
+            prepared = work / f"prepared-{args.year}"
+            if influxd is not None and not prepared.exists():
                 prepare(influxd, db, year)
+                prepared.touch()
             env = child_env({"INFLUX_URL": args.url or (influxd.url if influxd else ""), "INFLUX_DB": db})
             print(f"cores: {os.cpu_count()}, stations: {len(registry.load().reporting)}")
             timed_report(env, "--month", month, work / "month.pdf", args.runs)
