@@ -1,4 +1,4 @@
-"""``python -m dashboards build|push``: read settings, set up logging, run the command."""
+"""``python -m dashboards build|push|report|report-scheduler``: read settings, set up logging, run the command."""
 
 from __future__ import annotations
 
@@ -15,6 +15,6 @@ if __name__ == "__main__":
     settings = load_or_exit(Settings, "dashboards")
     logs.setup(settings.log_format, settings.log_level)
     try:
-        sys.exit(cli.build(args, settings) if args.command == "build" else cli.run_push(settings))
+        sys.exit(cli.run(args, settings))
     except RegistryError as exc:
         raise SystemExit(f"dashboards: {exc}") from None

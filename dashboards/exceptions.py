@@ -2,6 +2,7 @@
 
     DashboardsError
      ├── ConfigError                  push needs a setting that is missing (.variable)
+     ├── ReportError                  the report's rollups could not be read from InfluxDB
      └── GrafanaError                 Grafana refused a call or could not be reached (.action, .status)
           ├── GrafanaUnreachableError no answer: connection refused, timeout, TLS
           ├── GrafanaAuthError        401 or 403: GRAFANA_TOKEN refused, or lacking a permission
@@ -9,7 +10,8 @@
           └── GrafanaConflictError    409 or 412: changed in Grafana meanwhile (version-mismatch), or a
                                       title or uid taken by another object
 
-grafana-client's exceptions are translated to these in ``push.py`` only.
+grafana-client's exceptions are translated to these in ``push.py`` only; the InfluxDB reader's in
+``report/data.py``.
 """
 
 from __future__ import annotations
@@ -59,3 +61,7 @@ class GrafanaNotFoundError(GrafanaError):
 
 class GrafanaConflictError(GrafanaError):
     """409 or 412: a version conflict, or a name or uid taken."""
+
+
+class ReportError(DashboardsError):
+    """The report's figures could not be read (InfluxDB down or refusing a query)."""

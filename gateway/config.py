@@ -19,6 +19,8 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     gateway_tokens_file: Path = Field(default_factory=_default_tokens)
     station_password_file: Path | None = None
     """Mosquitto's password file (``python -m gateway provision``): HTTP ingress checks station passwords in it."""
+    gateway_reports_dir: Path = Path("reports")
+    """The monthly reports (``YYYY-MM.pdf``) that ``python -m dashboards report-scheduler`` writes."""
     gateway_mqtt_client_id: str = ""
     """Empty: a random id. The gateway keeps no session; its state comes from retained messages and InfluxDB."""
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 from gateway.api.problems import Problem
@@ -42,7 +44,7 @@ def _operator(token: Annotated[Token, Depends(_authenticated)]) -> Token:
 
 Viewer = Annotated[Token, Depends(_authenticated)]
 Operator = Annotated[Token, Depends(_operator)]
-StationId = Annotated[str, Path(description="A station id of the registry, e.g. PL-KT-001", max_length=64)]
+StationId = Annotated[str, PathParam(description="A station id of the registry, e.g. PL-KT-001", max_length=64)]
 
 
 def _station(services: ServicesDep, station_id: StationId) -> Station:
@@ -78,3 +80,12 @@ def aware(value: datetime | None, name: str) -> datetime | None:
     if value is not None and value.tzinfo is None:
         raise Problem(422, f"{name} needs a time zone offset, e.g. 2026-11-29T08:00:00+08:00")
     return value
+
+
+def _reports_dir(request: Request) -> Path:
+    directory: Path = request.app.state.reports_dir
+    return directory
+
+
+ReportsDir = Annotated[Path, Depends(_reports_dir)]
+"""Where the monthly reports are (``GATEWAY_REPORTS_DIR``)."""

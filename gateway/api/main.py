@@ -10,12 +10,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 
 from gateway.api import problems
-from gateway.api.routes import config, health, stations, summary, telemetry, visits
+from gateway.api.routes import config, health, reports, stations, summary, telemetry, visits
 from gateway.config import Settings
 from gateway.services import Services, open_services
 
 DESCRIPTION = """Registry, live status, history and configuration of the rest stations (驿站) for outdoor
-workers, and HTTP ingress for devices that cannot speak MQTT.
+workers, their monthly service reports, and HTTP ingress for devices that cannot speak MQTT.
 
 Authentication: `Authorization: Bearer <token>` (roles viewer and operator); the ingress takes the
 station's id and password (HTTP Basic). Errors are `application/problem+json` (RFC 9457)."""
@@ -29,6 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
 
     app = FastAPIOffline(title="yizhan gateway", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.reports_dir = settings.gateway_reports_dir
     problems.install(app)
 
     @app.middleware("http")
@@ -42,6 +43,6 @@ def create_app(settings: Settings) -> FastAPI:
             services.metrics.latency.labels(route).observe(time.perf_counter() - started)
         return response
 
-    for module in (stations, summary, visits, config, telemetry, health):
+    for module in (stations, summary, visits, config, telemetry, reports, health):
         app.include_router(module.router)
     return app

@@ -234,3 +234,14 @@ def detail_of(station: Station, state: StationNow) -> StationDetail:
     return StationDetail.model_validate({**summary_of(station, state), "entries": state.entries,
                                          "exits": state.exits, "chargers": chargers, "sensors": sensors,
                                          "status": status, "config": state.desired_config})
+
+
+class ReportFile(_Out):
+    month: str = Field(description="YYYY-MM")
+    url: str
+    bytes: int
+    created: datetime
+
+
+class ReportList(_Out):
+    reports: list[ReportFile]

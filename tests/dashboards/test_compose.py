@@ -16,11 +16,15 @@ from pydantic_settings import BaseSettings
 
 from dashboards import provisioning
 from dashboards.overview import GAZETTEER
+from dashboards.report import scheduler
 from tests.rig import ROOT
 
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-PYTHON = {"ingest": "ingest.config", "gateway": "gateway.config", "simulator": "simulator.config"}
+PYTHON = {"ingest": "ingest.config", "gateway": "gateway.config", "simulator": "simulator.config",
+          "reports": "dashboards.config"}
+COMMANDS = {"reports": "dashboards"}
+"""The module a service runs (``python -m``) when it is not named for it."""
 _INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
@@ -61,7 +65,7 @@ def environment(service: str) -> dict[str, str]:
 
 
 def test_compose_runs_the_whole_stack_with_the_simulator_under_a_profile() -> None:
-    assert set(SERVICES) == {"mosquitto", "influxdb", "grafana", "ingest", "gateway", "simulator"}
+    assert set(SERVICES) == {"mosquitto", "influxdb", "grafana", "ingest", "gateway", "reports", "simulator"}
     assert [name for name, s in SERVICES.items() if s.get("profiles")] == ["simulator"]
     assert SERVICES["simulator"]["profiles"] == ["simulator"]
     for name, service in SERVICES.items():
@@ -69,7 +73,7 @@ def test_compose_runs_the_whole_stack_with_the_simulator_under_a_profile() -> No
     for name in PYTHON:
         assert SERVICES[name]["build"] == "."
         assert SERVICES[name]["image"] == "yizhan:latest"
-        assert SERVICES[name]["command"][0] == name, "the image's entry point is python -m: the command is the service"
+        assert SERVICES[name]["command"][0] == COMMANDS.get(name, name), "the entry point is python -m: the command is the module"
     assert (ROOT / "Dockerfile").is_file()
     assert 'ENTRYPOINT ["python", "-m"]' in (ROOT / "Dockerfile").read_text(encoding="utf-8")
 
@@ -104,7 +108,7 @@ def test_volumes_are_named_and_declared_and_mounted_files_exist() -> None:
                 used.add(source)
             assert target.startswith("/"), mount
     assert used == declared, f"declared but unused: {declared - used}"
-    for stateful in ("mosquitto", "influxdb", "grafana", "ingest"):
+    for stateful in ("mosquitto", "influxdb", "grafana", "ingest", "reports"):
         assert any(not m.startswith(".") for m in SERVICES[stateful]["volumes"]), f"{stateful} keeps no state"
 
 
@@ -205,6 +209,19 @@ def test_services_share_one_registry_file() -> None:
         assert environment(name)["STATIONS_FILE"] == "/etc/yizhan/stations.yaml"
         assert _mounts(name)["/etc/yizhan/stations.yaml"] == "./telemetry/stations.yaml"
     assert Path(ROOT / "telemetry/stations.yaml").is_file()
+
+
+def test_reports_are_made_into_a_volume_that_the_gateway_serves() -> None:
+    reports = SERVICES["reports"]
+    assert reports["command"] == ["dashboards", "report-scheduler"]
+    directory = environment("reports")["REPORTS_DIR"]
+    assert _mounts("reports")[directory] == "reports"
+    assert environment("gateway")["GATEWAY_REPORTS_DIR"] == directory
+    assert f"reports:{directory}:ro" in SERVICES["gateway"]["volumes"], "the gateway only reads the reports"
+    check = " ".join(reports["healthcheck"]["test"])
+    assert f"{directory}/{scheduler.HEARTBEAT}" in check, "the healthcheck reads the scheduler's heartbeat"
+    assert "fonts-wqy-microhei" in (ROOT / "Dockerfile").read_text(encoding="utf-8"), "the report's font"
+    assert directory in (ROOT / "Dockerfile").read_text(encoding="utf-8"), "created for the yizhan user"
 
 
 def test_broker_refuses_anonymous_clients_and_reads_the_provisioned_files() -> None:
