@@ -26,10 +26,11 @@ from ingest.pipeline import Pipeline
 from ingest.spool import Spool
 from ingest.stats import Stats
 from telemetry import registry
+from telemetry.storage import Tier
 
 
 class _NeverWriter:
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:  # noqa: ARG002
         raise AssertionError(f"the hot-path bench never seals a batch ({len(body)} bytes)")
 
     async def ready(self) -> bool:

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from telemetry.contract import SUBSCRIPTION
 from telemetry.settings import InfluxSettings, ListenAddr, LogSettings, MqttSettings, RegistrySettings
+from telemetry.storage import Tier
 
 
 def _default_spool() -> Path:
@@ -31,6 +32,25 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     ingest_summary_seconds: Annotated[float, Field(gt=0)] = 60.0
     ingest_stats_seconds: Annotated[float, Field(gt=0)] = 10.0
     ingest_station_stats_seconds: Annotated[float, Field(gt=0)] = 60.0
+    ingest_retention_raw_days: Annotated[int, Field(ge=1)] = 400
+    ingest_retention_rollup_days: Annotated[int, Field(ge=1)] = 3650
+    ingest_retention_monitor_days: Annotated[int, Field(ge=1)] = 30
+    ingest_rollup_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    ingest_rollup_tick_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
+
+    @property
+    def retention_days(self) -> dict[Tier, int]:
+        return {Tier.RAW: self.ingest_retention_raw_days, Tier.ROLLUP: self.ingest_retention_rollup_days,
+                Tier.MONITOR: self.ingest_retention_monitor_days}
+
+    @property
+    def journal_file(self) -> Path:
+        """The touched hours not yet rolled up, next to the spool."""
+        return self.ingest_spool_dir / "rollup.journal"
+
+    @property
+    def rebuild_checkpoint(self) -> Path:
+        return self.ingest_spool_dir / "rollup-rebuild.json"
 
     @property
     def topic_filter(self) -> str:

@@ -7,10 +7,12 @@
     │   └── MqttProtocolError         the broker sent bytes we cannot parse
     ├── InfluxError                   a write to InfluxDB did not succeed
     │   ├── InfluxUnavailableError    unreachable, timed out or 5xx: retry later, spool meanwhile
-    │   └── InfluxRejectedError       4xx: the points themselves are refused (.status, .message)
+    │   ├── InfluxRejectedError       4xx: the points themselves are refused (.status, .message)
+    │   └── InfluxQueryError          InfluxQL refused by the server (.query, .message): a bug of ours
     └── SpoolFullError                the disk spool is at INGEST_SPOOL_MAX_MB
 
-Third-party errors (httpx, influxdb-client) are translated to these in ``writer.py`` only.
+Third-party errors (httpx, influxdb-client) are translated to these in ``writer.py`` and
+``influxql.py`` only.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ class InfluxRejectedError(InfluxError):
         self.status = status
         self.message = message
         super().__init__(f"InfluxDB refused the write ({status}): {message}")
+
+
+class InfluxQueryError(InfluxError):
+    def __init__(self, query: str, message: str) -> None:
+        self.query = query
+        self.message = message
+        super().__init__(f"InfluxQL error: {message} (in {query[:300]!r})")
 
 
 class SpoolFullError(IngestError):

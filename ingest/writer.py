@@ -18,13 +18,14 @@ import httpx
 
 from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError
 from telemetry.settings import InfluxSettings
+from telemetry.storage import Tier
 
 logger = logging.getLogger(__name__)
 
 
 class Writer(Protocol):
-    async def write(self, body: bytes) -> None:
-        """Write newline-separated points with millisecond timestamps."""
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:
+        """Write newline-separated points with millisecond timestamps to one tier."""
 
     async def ready(self) -> bool:
         """Whether the server answers and the database exists (creating it if it can)."""
@@ -33,7 +34,7 @@ class Writer(Protocol):
 
 
 @contextlib.contextmanager
-def _map_httpx() -> Iterator[None]:
+def map_httpx() -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
@@ -50,7 +51,8 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class InfluxV1Writer:
-    """InfluxDB 1.x: ``POST /write?db=...&precision=ms``; ``CREATE DATABASE`` when missing."""
+    """InfluxDB 1.x: ``POST /write?db=...&precision=ms`` (``&rp=`` for a tier but the raw one, which is
+    the database's default policy); ``CREATE DATABASE`` when missing."""
 
     def __init__(self, *, url: str, database: str, username: str | None = None, password: str | None = None,
                  ca_file: Path | None = None, timeout: float = 10.0) -> None:
@@ -65,9 +67,12 @@ class InfluxV1Writer:
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
 
-    async def write(self, body: bytes) -> None:
-        with _map_httpx():
-            response = await self._http.post("/write", params={"db": self._db, "precision": "ms"}, content=body)
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:
+        params = {"db": self._db, "precision": "ms"}
+        if tier is not Tier.RAW:
+            params["rp"] = tier.value
+        with map_httpx():
+            response = await self._http.post("/write", params=params, content=body)
         if response.status_code == 204:
             return
         message = _error_text(response)
@@ -80,7 +85,7 @@ class InfluxV1Writer:
 
     async def ready(self) -> bool:
         try:
-            with _map_httpx():
+            with map_httpx():
                 response = await self._http.get("/ping")
             if response.status_code != 204:
                 return False
@@ -91,7 +96,7 @@ class InfluxV1Writer:
 
     async def _create_database(self) -> None:
         name = self._db.replace('"', "")
-        with _map_httpx():
+        with map_httpx():
             response = await self._http.post("/query", data={"q": f'CREATE DATABASE "{name}"'})
         if response.status_code != 200 or "error" in response.text:
             raise InfluxUnavailableError(f"CREATE DATABASE {name}: HTTP {response.status_code}: "
@@ -102,23 +107,28 @@ class InfluxV1Writer:
 
 
 class InfluxV2Writer:
-    """InfluxDB 2.x/3.x through influxdb-client's async API (token, org, bucket)."""
+    """InfluxDB 2.x/3.x through influxdb-client's async API (token, org, one bucket per tier).
 
-    def __init__(self, *, url: str, token: str, org: str, bucket: str, ca_file: Path | None = None,
-                 timeout: float = 10.0) -> None:
+    Args:
+        buckets: the bucket of each tier; a tier missing from it is written to ``bucket``.
+    """
+
+    def __init__(self, *, url: str, token: str, org: str, bucket: str, buckets: dict[Tier, str] | None = None,
+                 ca_file: Path | None = None, timeout: float = 10.0) -> None:
         from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync  # noqa: PLC0415
 
         self._client = InfluxDBClientAsync(url=url, token=token, org=org, timeout=int(timeout * 1000),
                                            ssl_ca_cert=str(ca_file) if ca_file else None)
         self._org, self._bucket = org, bucket
+        self._buckets = buckets or {}
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:
         from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
         from influxdb_client.rest import ApiException  # noqa: PLC0415
 
         try:
-            await self._client.write_api().write(bucket=self._bucket, org=self._org, record=body,
-                                                 write_precision=WritePrecision.MS)  # type: ignore[arg-type]
+            await self._client.write_api().write(bucket=self._buckets.get(tier, self._bucket), org=self._org,
+                                                 record=body, write_precision=WritePrecision.MS)  # type: ignore[arg-type]
         except ApiException as exc:
             status = int(exc.status or 0)
             if 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
@@ -145,6 +155,7 @@ def make_writer(s: InfluxSettings) -> Writer:
     """The 2.x writer when a token is set (``InfluxSettings.influx_v2``), else the 1.x one."""
     if s.influx_v2 and s.influx_token:
         return InfluxV2Writer(url=s.influx_url, token=s.influx_token, org=s.influx_org or "",
-                              bucket=s.influx_bucket or s.influx_db, ca_file=s.influx_ca_file)
+                              bucket=s.bucket(Tier.RAW), buckets={tier: s.bucket(tier) for tier in Tier},
+                              ca_file=s.influx_ca_file)
     return InfluxV1Writer(url=s.influx_url, database=s.influx_db, username=s.influx_username,
                           password=s.influx_password, ca_file=s.influx_ca_file)

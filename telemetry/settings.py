@@ -17,6 +17,7 @@ from pydantic import AfterValidator, ValidationError, field_validator, model_val
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from telemetry import registry
+from telemetry.storage import Tier
 
 
 def parse_addr(value: str) -> tuple[str, int]:
@@ -132,6 +133,8 @@ class InfluxSettings(_Base):
     influx_token: str | None = None
     influx_org: str | None = None
     influx_bucket: str | None = None
+    influx_rollup_bucket: str | None = None
+    influx_monitor_bucket: str | None = None
     influx_ca_file: Path | None = None
 
     @field_validator("influx_ca_file")
@@ -145,6 +148,16 @@ class InfluxSettings(_Base):
         if not value or any(c in value for c in '"\\\n'):
             raise ValueError("database name must be non-empty, without quotes, backslashes or newlines")
         return value
+
+    def bucket(self, tier: Tier) -> str:
+        """2.x/3.x: the bucket of a tier (``INFLUX_BUCKET``, else ``INFLUX_DB``; ``_rollup``, ``_monitor`` after it)."""
+        raw = self.influx_bucket or self.influx_db
+        match tier:
+            case Tier.ROLLUP:
+                return self.influx_rollup_bucket or f"{raw}_rollup"
+            case Tier.MONITOR:
+                return self.influx_monitor_bucket or f"{raw}_monitor"
+        return raw
 
     @property
     def influx_v2(self) -> bool:

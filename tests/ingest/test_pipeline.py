@@ -15,6 +15,7 @@ from ingest.spool import Spool
 from ingest.subscriber import AckToken
 from telemetry import registry
 from telemetry.codec import Decoder
+from telemetry.storage import Tier
 from tests.rig import until
 
 NOW = 1_795_000_000.0
@@ -23,9 +24,11 @@ NOW = 1_795_000_000.0
 class RecordingWriter:
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
+        self.tiers: list[Tier] = []
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:
         self.bodies.append(body)
+        self.tiers.append(tier)
 
     async def ready(self) -> bool:
         return True
@@ -118,7 +121,7 @@ class GatedWriter(RecordingWriter):
         self.started: list[int] = []
         self.fail = fail
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:  # noqa: ARG002
         seq = int(body.split(b"seq=")[1].split(b"i")[0])
         self.started.append(seq)
         await self.gates.setdefault(seq, asyncio.Event()).wait()
@@ -186,7 +189,7 @@ class DownWriter(RecordingWriter):
         super().__init__()
         self.calls = 0
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, tier: Tier = Tier.RAW) -> None:  # noqa: ARG002
         self.calls += 1
         await asyncio.sleep(0.01)
         raise InfluxUnavailableError(f"timed out writing {len(body)} bytes")

@@ -1,0 +1,158 @@
+"""Rebuild the rollups of a past range from the raw points stored (``python -m ingest rollup``).
+
+The range is cut in chunks of hours, computed a few at once (:func:`ingest.rollup.compute`) and
+written to the ``rollup`` tier. Only closed hours: the range ends at the current hour at the
+latest. A checkpoint file records how far the chunks are done, without a gap, so an interrupted
+rebuild of the same range resumes there; it is removed once the range is done. Computing an
+hour again writes the same points (one point per series and hour), so a rebuild is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.influxql import InfluxQL
+from ingest.rollup import Window, compute
+from ingest.writer import Writer
+from telemetry.storage import HOUR_MS, Tier, hour_of
+
+logger = logging.getLogger(__name__)
+
+WRITE_LINES = 5000
+
+
+@dataclass(slots=True, frozen=True)
+class Progress:
+    """Where a rebuild stands: hours done of the range's, points written, since when."""
+
+    hours_done: int
+    hours_total: int
+    points: int
+    started: float
+    resumed_at_ms: int | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.hours_done / self.hours_total if self.hours_total else 1.0
+
+
+@dataclass(slots=True, frozen=True)
+class Summary:
+    """The outcome of a rebuild."""
+
+    start_ms: int
+    end_ms: int
+    hours: int
+    points: int
+    seconds: float
+    resumed_at_ms: int | None
+
+
+class _Checkpoint:
+    """``{"database", "start_ms", "end_ms", "done_ms"}`` in a file replaced atomically."""
+
+    def __init__(self, path: Path | None, database: str, start_ms: int, end_ms: int) -> None:
+        self.path, self.key = path, {"database": database, "start_ms": start_ms, "end_ms": end_ms}
+
+    def load(self) -> int | None:
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            logger.warning("ignoring unreadable checkpoint %s", self.path)
+            return None
+        if {k: data.get(k) for k in self.key} != self.key:
+            logger.info("checkpoint %s is of another range: starting from the beginning", self.path)
+            return None
+        return int(data["done_ms"])
+
+    def save(self, done_ms: int) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self.key, "done_ms": done_ms}))
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+
+    def clear(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+async def write_points(writer: Writer, lines: list[str]) -> None:
+    """Rollup lines to the ``rollup`` tier, a few thousand a request."""
+    for at in range(0, len(lines), WRITE_LINES):
+        await writer.write("\n".join(lines[at:at + WRITE_LINES]).encode(), Tier.ROLLUP)
+
+
+async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int, until_ms: int | None = None,
+                  stations: frozenset[str] | None = None, chunk_hours: int = 24, concurrency: int = 2,
+                  checkpoint: Path | None = None, on_progress: Callable[[Progress], None] | None = None,
+                  clock: Callable[[], float] = time.time) -> Summary:
+    """Recompute and write the rollups of the closed hours in ``[since_ms, until_ms)``.
+
+    Args:
+        ql, writer: read raw points, write rollup points (the ``rollup`` tier must exist).
+        database: names the checkpoint's range with the range's bounds.
+        since_ms, until_ms: the range; ``since`` rounded down to its hour, ``until`` (default now)
+            to its hour and to the current hour at most.
+        stations: only these (default all).
+        chunk_hours, concurrency: hours per computation, computations at once.
+        checkpoint: a file to resume from and record progress in (None: no resuming).
+        on_progress: called after each chunk.
+    """
+    start = hour_of(since_ms)
+    end = min(hour_of(until_ms) if until_ms is not None else hour_of(int(clock() * 1000)),
+              hour_of(int(clock() * 1000)))
+    end = max(end, start)
+    mark = _Checkpoint(checkpoint, database, start, end)
+    resumed = mark.load()
+    done_ms = resumed if resumed is not None and start <= resumed <= end else start
+    chunks = [(t, min(t + chunk_hours * HOUR_MS, end)) for t in range(done_ms, end, chunk_hours * HOUR_MS)]
+    started = clock()
+    state = _Run(writer, stations, mark, done_ms, (end - start) // HOUR_MS, started, resumed, on_progress)
+    if resumed is not None and done_ms > start:
+        logger.info("resuming at %d (%d of %d hours were done)", done_ms, (done_ms - start) // HOUR_MS,
+                    (end - start) // HOUR_MS)
+    gate = asyncio.Semaphore(concurrency)
+    async with asyncio.TaskGroup() as tg:
+        for chunk in chunks:
+            await gate.acquire()
+            task = tg.create_task(state.chunk(ql, *chunk, start), name=f"rollup-rebuild-{chunk[0]}")
+            task.add_done_callback(lambda _: gate.release())
+    mark.clear()
+    return Summary(start, end, (end - start) // HOUR_MS, state.points, clock() - started, resumed)
+
+
+class _Run:
+    """A rebuild's chunks in flight, and the checkpoint moved over those done without a gap."""
+
+    def __init__(self, writer: Writer, stations: frozenset[str] | None, mark: _Checkpoint, done_ms: int,
+                 hours_total: int, started: float, resumed: int | None,
+                 on_progress: Callable[[Progress], None] | None) -> None:
+        self.writer, self.stations, self.mark = writer, stations, mark
+        self.done_ms, self.finished, self.points = done_ms, set[tuple[int, int]](), 0
+        self.hours_total, self.started, self.resumed, self.on_progress = hours_total, started, resumed, on_progress
+
+    async def chunk(self, ql: InfluxQL, start_ms: int, end_ms: int, range_start: int) -> None:
+        points = await compute(ql, Window(start_ms, end_ms, self.stations))
+        await write_points(self.writer, [p.line() for p in points])
+        self.points += len(points)
+        self.finished.add((start_ms, end_ms))
+        while (next_chunk := next((c for c in self.finished if c[0] == self.done_ms), None)) is not None:
+            self.finished.discard(next_chunk)
+            self.done_ms = next_chunk[1]
+        self.mark.save(self.done_ms)
+        if self.on_progress is not None:
+            hours = (self.done_ms - range_start) // HOUR_MS + sum(e - s for s, e in self.finished) // HOUR_MS
+            self.on_progress(Progress(hours, self.hours_total, self.points, self.started, self.resumed))
