@@ -40,15 +40,16 @@ from datetime import UTC, datetime
 from http.client import HTTPConnection
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from bench.ingest_throughput import proc_stats
 from bench.station_data import DAY_MS, StationDays
 from dashboards import alerts, datasource, provisioning
 from dashboards.builder import Dashboard, Panel
+from dashboards.influxql import DAY, IN_DISTRICT, IN_STATION, TIME
 from simulator.synthetic import make_registry
 from telemetry import registry
-from telemetry.storage import Tier
+from telemetry.storage import CHARGER_1H, OCCUPANCY_1H, STATION_1H, Tier, qualified
 from tests.dashboards.grafana import TimeRange, VariableValue, interpolate, interval_ms
 from tests.rig import ROOT, Influxd, child_env
 
@@ -232,31 +233,63 @@ def variables(store: Store, dashboard: Dashboard) -> dict[str, VariableValue]:
     return chosen
 
 
-def time_panel(store: Store, panel: Panel, window: TimeRange,
-               chosen: dict[str, VariableValue], timeout: float) -> tuple[float | None, int]:
-    interval = interval_ms(window, max_data_points=MAX_DATA_POINTS,
-                           min_interval=panel.interval or datasource.MIN_INTERVAL)
+def _rollup(measurement: str) -> str:
+    return qualified(Tier.ROLLUP, measurement)
+
+
+_OCC, _CHARGERS, _STATIONS = _rollup(OCCUPANCY_1H), _rollup(CHARGER_1H), _rollup(STATION_1H)
+_VISITS = f'SELECT sum("visits") AS "visits" FROM {_OCC} WHERE {TIME} AND {IN_DISTRICT}'
+ROLLUP_READS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
+    ("yizhan-overview", "每日人次 Visits per day, by district"): (f'{_VISITS} GROUP BY {DAY}, "district" fill(none)',),
+    ("yizhan-overview", "本月人次 Visits this month, by district"): (f'{_VISITS} GROUP BY "district"',),
+    ("yizhan-overview", "本月人次 Visits this month, per station"): (f'{_VISITS} GROUP BY "station", "district"',),
+    ("yizhan-overview", "每日人次 Visits per station and day (selected range)"): (
+        f'{_VISITS} GROUP BY {DAY}, "station", "district" fill(none)',),
+    ("yizhan-station", "每日用电 Energy per day, per charger"): (
+        (f'SELECT sum("energy_wh") AS "energy_wh" FROM {_CHARGERS} WHERE {IN_STATION} AND {TIME} '
+        f'GROUP BY {DAY}, "charger" fill(none)'),),
+    ("yizhan-station", "序号缺口 Open seq gaps"): (
+        (f'SELECT max("seq_last") - min("seq_first") + 1 - sum("seq_count") AS "gaps" FROM {_STATIONS} '
+        f"WHERE {IN_STATION} AND {TIME}"),),
+    ("yizhan-completeness", "人数 Occupancy: minutes with a reading (%)"): (
+        (f'SELECT 100 * sum("minutes") / sum("expected") AS "pct" FROM {_OCC} WHERE {TIME} AND {IN_DISTRICT} '
+        'GROUP BY time($__interval), "station" fill(none)'),),
+}
+"""Where the dashboards do not read rollups yet: the long-range panels' figures read from the
+rollups as ``docs/rollups.md`` ("Reading them") says, closed hours only (no raw open hour)."""
+
+
+def time_queries(store: Store, texts: tuple[str, ...], window: TimeRange, min_interval: str,
+                 chosen: dict[str, VariableValue], timeout: float) -> tuple[float | None, int]:
+    """The queries of one panel one after the other: total seconds (None past the timeout) and rows."""
+    interval = interval_ms(window, max_data_points=MAX_DATA_POINTS, min_interval=min_interval)
     total, rows = 0.0, 0
-    for q in panel.queries:
-        seconds, n = store.query(interpolate(q.text, window, interval, chosen), timeout)
+    for text in texts:
+        seconds, n = store.query(interpolate(text, window, interval, chosen), timeout)
         if seconds is None:
             return None, rows
         total, rows = total + seconds, rows + n
     return total, rows
 
 
+def _texts(dashboard: Dashboard, panel: Panel, reads: dict[tuple[str, str], tuple[str, ...]]) -> tuple[str, ...]:
+    return reads.get((dashboard.uid, panel.title or "")) or tuple(q.text for q in panel.queries)
+
+
 def time_all(store: Store, stations: registry.Registry, case: Case, ranges: list[int], *, timeout: float,
-             skip_over: int | None) -> list[Timed]:
+             skip_over: int | None, reads: dict[tuple[str, str], tuple[str, ...]] | None = None) -> list[Timed]:
+    """Every panel (its queries, or ``reads`` in their place) and alert rule over each range, timed."""
     out = []
     for dashboard in provisioning.dashboards(stations).values():
         chosen = variables(store, dashboard)
         for panel in (p for row in dashboard.rows for p in row.panels):
+            texts = _texts(dashboard, panel, reads or {})
             for days in ranges:
                 window = TimeRange(case.end_ms - days * DAY_MS, case.end_ms)
-                seconds, rows = (None, 0) if skip_over is not None and days > skip_over else time_panel(
-                    store, panel, window, chosen, timeout)
+                seconds, rows = (None, 0) if skip_over is not None and days > skip_over else time_queries(
+                    store, texts, window, panel.interval or datasource.MIN_INTERVAL, chosen, timeout)
                 out.append(Timed(dashboard.uid, panel.title or "", panel.time_from or "", days,
-                                 None if seconds is None else round(seconds, 3), len(panel.queries), rows))
+                                 None if seconds is None else round(seconds, 3), len(texts), rows))
                 _progress(f"{dashboard.uid}: {panel.title} {days} d: {seconds} s, {rows} rows")
     for rule in alerts.RULES:
         for days in ranges:
@@ -269,14 +302,14 @@ def time_all(store: Store, stations: registry.Registry, case: Case, ranges: list
 
 # --- rebuild and storage -------------------------------------------------------------------------------
 
-def rebuild(influxd: Influxd, case: Case, directory: Path) -> dict[str, object]:
-    """``python -m ingest rollup`` over the case's whole range: wall and CPU seconds of it and of influxd."""
+def rebuild(influxd: Influxd, case: Case, directory: Path, *, days: int | None = None) -> dict[str, object]:
+    """``python -m ingest rollup`` over the case's range (its last ``days``): wall and CPU seconds of it and influxd."""
     env = {"INFLUX_URL": influxd.url, "INFLUX_DB": DB, "LOG_LEVEL": "INFO",
            "INGEST_SPOOL_DIR": str(directory / "spool")}
     if path := registry_file(case.stations, directory):
         env["STATIONS_FILE"] = str(path)
     since, until = (datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    for ms in (case.start_ms, case.end_ms))
+                    for ms in (case.end_ms - (days or case.days) * DAY_MS, case.end_ms))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     influx_cpu = _cpu(influxd)
     started = time.monotonic()
@@ -348,6 +381,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per query")
     parser.add_argument("--skip-raw-over", type=int, default=None, help="time no range longer than this (days)")
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--rollup-reads", action="store_true",
+                        help="time the long-range panels' figures read from the rollups (ROLLUP_READS) in their place")
+    parser.add_argument("--rebuild-days", type=int, default=None, help="rebuild only the last N days of the range")
     args = parser.parse_args()
     run(args)
 
@@ -373,10 +409,11 @@ def run(args: argparse.Namespace) -> None:
             marker.write_text(json.dumps(asdict(case)))
         report["case"] = asdict(case)
         if args.rebuild:
-            report["rebuild"] = rebuild(influxd, case, directory)
+            report["rebuild"] = rebuild(influxd, case, directory, days=args.rebuild_days)
         if not args.no_timing:
             ranges = [int(x) for x in args.ranges.split(",")]
-            timed = time_all(store, stations, case, ranges, timeout=args.timeout, skip_over=args.skip_raw_over)
+            timed = time_all(store, stations, case, ranges, timeout=args.timeout, skip_over=args.skip_raw_over,
+                             reads=ROLLUP_READS if args.rollup_reads else None)
             (directory / f"timings-{args.label}.json").write_text(json.dumps(
                 [asdict(t) | {"timeout": args.timeout, "skipped": args.skip_raw_over is not None
                               and t.days > args.skip_raw_over} for t in timed], ensure_ascii=False, indent=1))
