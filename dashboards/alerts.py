@@ -22,7 +22,7 @@ from typing import Final, Literal
 
 from dashboards import station
 from dashboards.builder import DATASOURCE_UID, JSON, Query
-from dashboards.influxql import TIME, m, select, tags, where
+from dashboards.influxql import TIME, m, monitor, select, tags, where
 
 FOLDER_UID: Final = "yizhan"
 FOLDER_TITLE: Final = "驿站 Yizhan"
@@ -149,7 +149,7 @@ RULES: Final = (
                     "docs/operations.md."),
     AlertRule(
         "yizhan-reject-rate", "拒收率过高 More than 2 % of messages rejected",
-        Query(select('sum("rejects") / sum("messages") AS "reject_ratio"', m("ingest_stats")),
+        Query(select('sum("rejects") / sum("messages") AS "reject_ratio"', monitor("ingest_stats")),
               columns=("reject_ratio",)),
         window_s=10 * 60, reducer="last", operator="gt", threshold=REJECT_RATIO, dashboard="yizhan-pipeline",
         panel="拒收 Rejects by reason, per minute",

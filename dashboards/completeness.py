@@ -37,7 +37,7 @@ from dashboards.builder import (
     station_link,
     thresholds,
 )
-from dashboards.influxql import IN_DISTRICT, TIME, m, one_of, select, sub, tags, where
+from dashboards.influxql import IN_DISTRICT, TIME, m, monitor, one_of, select, sub, tags, where
 from dashboards.overview import DISTRICT
 from telemetry.contract import AgentConfig
 from telemetry.registry import Registry, Station
@@ -141,7 +141,7 @@ def hours_row(registry: Registry) -> Row:
 
 LAG_QUERY = Query(
     select('median("lag_p50_ms") AS "lag_p50_ms", max("lag_max_ms") AS "lag_max_ms", min("lag_min_ms") AS "lag_min_ms"',
-           m("ingest_station_lag"), conditions=where(TIME, IN_DISTRICT), group=tags("station", "district")),
+           monitor("ingest_station_lag"), conditions=where(TIME, IN_DISTRICT), group=tags("station", "district")),
     columns=("station", "district", "lag_p50_ms", "lag_max_ms", "lag_min_ms"), table=True)
 
 _AGGREGATES: Final[dict[str, tuple[str, ...]]] = {
@@ -188,9 +188,9 @@ def trust_table(registry: Registry) -> Panel:
 
 
 def lag_row() -> Row:
-    overall = Query(select('max("lag_p50_ms") AS "p50", max("lag_p99_ms") AS "p99"', m("ingest_stats"),
+    overall = Query(select('max("lag_p50_ms") AS "p50", max("lag_p99_ms") AS "p99"', monitor("ingest_stats"),
                            group="time($__interval)", fill="none"), columns=("p50", "p99"))
-    per_station = Query(select('min("lag_min_ms") AS "lag_min_ms"', m("ingest_station_lag"),
+    per_station = Query(select('min("lag_min_ms") AS "lag_min_ms"', monitor("ingest_station_lag"),
                                conditions=where(TIME, IN_DISTRICT), group='time($__interval), "station"', fill="none"),
                         columns=("lag_min_ms",), alias="$tag_station")
     thin = lines(fill=0)

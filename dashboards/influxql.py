@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from telemetry.storage import Tier, qualified
+
 TIME: Final = "$timeFilter"
 IN_DISTRICT: Final = '"district" =~ /^$district$/'
 IN_STATION: Final = '"station" =~ /^$station$/'
@@ -68,6 +70,11 @@ def select(fields: str, source: str, *, conditions: str | None = TIME, group: st
 def m(name: str) -> str:
     """A quoted measurement name."""
     return f'"{name}"'
+
+
+def monitor(name: str) -> str:
+    """One of ingest's own measurements, in the ``monitor`` retention policy (telemetry.storage)."""
+    return qualified(Tier.MONITOR, name)
 
 
 def sub(query: str) -> str:

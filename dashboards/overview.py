@@ -29,7 +29,7 @@ from dashboards.builder import (
     station_link,
     thresholds,
 )
-from dashboards.influxql import DAY, IN_DISTRICT, TIME, m, rate, select, sub, tags, where
+from dashboards.influxql import DAY, IN_DISTRICT, TIME, m, monitor, rate, select, sub, tags, where
 from telemetry.registry import Registry
 
 UID = "yizhan-overview"
@@ -163,7 +163,7 @@ def _silent() -> Panel:
 
 def _throughput() -> Panel:
     readings, rejects = rate("sum", "readings", 60), rate("sum", "rejects", 60)
-    query = Query(select(f'{readings} AS "readings", {rejects} AS "rejects"', m("ingest_stats"),
+    query = Query(select(f'{readings} AS "readings", {rejects} AS "rejects"', monitor("ingest_stats"),
                          group="time($__interval)", fill="0"), columns=("readings", "rejects"), alias="$col")
     return Panel("timeseries", "读数与拒收 Readings and rejects per minute", (query,), 12, 8, unit="suffix:/min",
                  interval="1m", custom=lines(axisSoftMin=0),

@@ -24,7 +24,7 @@ from dashboards.builder import (
     stat,
     thresholds,
 )
-from dashboards.influxql import TIME, m, rate, select, tags, where
+from dashboards.influxql import TIME, monitor, rate, select, tags, where
 from telemetry.registry import Registry
 
 UID = "yizhan-pipeline"
@@ -40,7 +40,8 @@ def _stat(title: str, query: Query, width: int, **kwargs: Any) -> Panel:
 
 
 def _last_per_instance(field: str) -> Query:
-    return Query(select(f'last("{field}") AS "{field}"', m("ingest_stats"), conditions=_STATS, group=tags("instance")),
+    return Query(select(f'last("{field}") AS "{field}"', monitor("ingest_stats"), conditions=_STATS,
+                        group=tags("instance")),
                  columns=(field,), alias="$tag_instance")
 
 
@@ -53,7 +54,7 @@ def now_row() -> Row:
               mappings=(UP_MAPPING,), no_value="无数据 no stats",
               description="ingest's latest ingest_stats point: its last write to InfluxDB succeeded."),
         _stat("读数/秒 Readings per second (last minute)",
-              Query(select('sum("readings") / 60 AS "readings_per_s"', m("ingest_stats"), conditions=_STATS),
+              Query(select('sum("readings") / 60 AS "readings_per_s"', monitor("ingest_stats"), conditions=_STATS),
                     columns=("readings_per_s",)), 5,
               time_from="1m", unit="none", decimals=1, thresholds=thresholds(Step("blue"))),
         _stat("缓存 Spool", _last_per_instance("spool_bytes"), 5, time_from="5m", unit="bytes",
@@ -66,10 +67,10 @@ def now_row() -> Row:
 
 def throughput_row() -> Row:
     per_second = ", ".join(f'{rate("sum", name, 1)} AS "{name}"' for name in ("readings", "points_written", "messages"))
-    written = Query(select(per_second, m("ingest_stats"), conditions=_STATS, group="time($__interval)", fill="0"),
+    written = Query(select(per_second, monitor("ingest_stats"), conditions=_STATS, group="time($__interval)", fill="0"),
                     columns=("readings", "points_written", "messages"), alias="$col")
     per_minute = rate("count", "detail", 60)
-    rejects = Query(select(f'{per_minute} AS "rejects"', m("ingest_rejects"), group='time($__interval), "reason"',
+    rejects = Query(select(f'{per_minute} AS "rejects"', monitor("ingest_rejects"), group='time($__interval), "reason"',
                            fill="0"), columns=("rejects",), alias="$tag_reason")
     return Row("吞吐 Throughput", (
         Panel("timeseries", "写入速率 Readings and points written per second", (written,), 12, 8,
@@ -88,7 +89,8 @@ def throughput_row() -> Row:
 
 def storage_row() -> Row:
     def per_instance(fields: str, fill: str | None = None) -> str:
-        return select(fields, m("ingest_stats"), conditions=_STATS, group='time($__interval), "instance"', fill=fill)
+        return select(fields, monitor("ingest_stats"), conditions=_STATS, group='time($__interval), "instance"',
+                      fill=fill)
 
     spool = Query(per_instance('max("spool_bytes") AS "spool_bytes"'), columns=("spool_bytes",), alias="$tag_instance")
     latency = Query(per_instance('mean("write_ms_mean") AS "mean", max("write_ms_max") AS "max"'),
@@ -113,7 +115,8 @@ def storage_row() -> Row:
 
 
 def rejects_row() -> Row:
-    latest = Query(select('"reason", "station", "topic", "detail"', m("ingest_rejects"), newest_first=True, limit=200),
+    latest = Query(select('"reason", "station", "topic", "detail"', monitor("ingest_rejects"), newest_first=True,
+                          limit=200),
                    columns=("reason", "station", "topic", "detail"), table=True)
     return Row("拒收明细 Latest rejects", (
         Panel("table", "最近拒收 The latest 200 rejects", (latest,), 24, 10,

@@ -17,6 +17,11 @@ have not taken.
 
 Points are idempotent (one series and timestamp per reading), so a batch written twice, after a
 crash between write and acknowledgement or a replay after a partial write, is stored once.
+
+A batch holds the lines of two tiers: readings and status (``autogen``) and ingest's own points
+(rejects, statistics: ``monitor``), written (or spooled) as two bodies. It also holds the
+(station, hour) pairs of its readings: the rollup keeper records them durably before the batch
+is written, and recomputes those hours once the write is in InfluxDB (``ingest/keeper.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from dataclasses import dataclass, field
 
 from ingest import lineprotocol
 from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError, SpoolFullError
+from ingest.journal import Pair
+from ingest.keeper import Keeper, hours_of_body
 from ingest.metrics import Metrics
 from ingest.spool import Spool
 from ingest.stats import Stats
@@ -38,6 +45,7 @@ from ingest.writer import Writer
 from telemetry.codec import Decoded, Decoder, Reject, clip
 from telemetry.contract import RejectReason
 from telemetry.registry import Registry
+from telemetry.storage import HOUR_MS, Tier
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +59,20 @@ _GROUP_MAX = 64
 @dataclass(slots=True)
 class Batch:
     lines: list[str] = field(default_factory=list)
+    """Readings and status: the raw tier."""
+    monitor: list[str] = field(default_factory=list)
+    """Rejects and statistics: the monitor tier."""
     tokens: list[AckToken] = field(default_factory=list)
+    hours: set[Pair] = field(default_factory=set)
     started: float = 0.0
 
     @property
     def empty(self) -> bool:
-        return not self.lines and not self.tokens
+        return not self.lines and not self.monitor and not self.tokens
+
+    @property
+    def size(self) -> int:
+        return len(self.lines) + len(self.monitor)
 
 
 class Pipeline:
@@ -69,6 +85,7 @@ class Pipeline:
         batch_points, batch_seconds, batch_idle: a batch is written at this many points, this long
             after its first message, or this long after its last one, whichever comes first.
         write_concurrency: batches written at the same time.
+        keeper: told the station-hours of each batch, to keep their rollups (None: no rollups).
         max_pending: sealed batches (waiting or being written) held in memory before the subscriber
             stops reading; at least ``write_concurrency``.
     """
@@ -76,9 +93,10 @@ class Pipeline:
     def __init__(self, *, registry: Registry, writer: Writer, spool: Spool, metrics: Metrics,
                  stats: Stats | None = None, batch_points: int = 5000, batch_seconds: float = 0.2,
                  batch_idle: float = 0.02, write_concurrency: int = 2, max_pending: int = 4,
-                 clock: Callable[[], float] = time.time) -> None:
+                 keeper: Keeper | None = None, clock: Callable[[], float] = time.time) -> None:
         self._decoder = Decoder(registry, clock=clock)
         self._writer, self._spool, self._metrics, self._stats = writer, spool, metrics, stats
+        self._keeper = keeper
         self._counts = metrics.counts
         self._batch_points, self._batch_seconds, self._batch_idle = batch_points, batch_seconds, batch_idle
         self._last_message = 0.0
@@ -103,8 +121,7 @@ class Pipeline:
 
     @property
     def pending_points(self) -> int:
-        return (len(self._current.lines) + sum(len(b.lines) for b in self._sealed)
-                + sum(len(b.lines) for b, _ in self._writing))
+        return self._current.size + sum(b.size for b in self._sealed) + sum(b.size for b, _ in self._writing)
 
     # --- receiving (synchronous, called by the subscriber for every PUBLISH) -----------------
 
@@ -151,23 +168,25 @@ class Pipeline:
             if station is not None and len(readings) == 1 and outcome.status is None:  # the common message
                 reading = readings[0]
                 points = [lineprotocol.reading(station, reading)]
+                batch.hours.add((station.id, reading.ts - reading.ts % HOUR_MS))
                 if self._stats is not None:
                     self._stats.reading(station, reading.ts, now_ms)
             else:
                 points = self._encode(outcome, now_ms)
+                if station is not None:
+                    batch.hours.update((station.id, r.ts - r.ts % HOUR_MS) for r in readings)
                 if self._stats is not None and readings and station is not None:
                     self._stats.readings(station, [r.ts for r in readings], now_ms)
             rejects = outcome.rejects
         except Exception as exc:  # a bug must not turn one message into a redelivery loop
             logger.exception("cannot process a message on %s", topic)
             points, rejects = [], [Reject(RejectReason.SCHEMA, "", clip(topic), clip(f"internal error: {exc!r}"))]
-        lines = batch.lines
-        lines.extend(points)
+        batch.lines.extend(points)
         for reject in rejects:
-            self._add_reject(lines, reject, now_ms)
+            self._add_reject(batch.monitor, reject, now_ms)
         if token is not None:
             batch.tokens.append(token)
-        if len(lines) >= self._batch_points:
+        if batch.size >= self._batch_points:
             self._seal()
         elif was_empty:
             self._wakeup.set()  # the writer task starts this batch's timer
@@ -183,13 +202,13 @@ class Pipeline:
         return points
 
     def add_points(self, lines: list[str]) -> None:
-        """Points of ingest's own (statistics, write rejects), written with the current batch."""
+        """Points of ingest's own (statistics, write rejects), written with the current batch (monitor tier)."""
         batch = self._current
         self._last_message = time.monotonic()
         if batch.empty:
             batch.started = self._last_message
             self._wakeup.set()
-        batch.lines.extend(lines)
+        batch.monitor.extend(lines)
 
     def _add_reject(self, lines: list[str], reject: Reject, now_ms: int) -> None:
         self._counts.rejects[reject.reason] += 1
@@ -222,7 +241,7 @@ class Pipeline:
     def _start_writes(self) -> None:
         while self._sealed and len(self._writing) < self._concurrency:
             batch = self._sealed.popleft()
-            task = asyncio.create_task(self._persist("\n".join(batch.lines).encode()), name="influx-write-batch")
+            task = asyncio.create_task(self._persist(batch), name="influx-write-batch")
             task.add_done_callback(lambda _: self._wakeup.set())
             self._writing.append((batch, task))
 
@@ -283,19 +302,30 @@ class Pipeline:
                 task.cancel()
             raise
 
-    async def _persist(self, body: bytes) -> None:
+    async def _persist(self, batch: Batch) -> None:
+        """Write (or spool) the batch's two bodies; its station-hours journaled before, settled after."""
+        keeper, hours = self._keeper, batch.hours
+        if keeper is not None and hours:
+            await keeper.touched(hours)
+        written = await self._persist_body("\n".join(batch.lines).encode(), Tier.RAW)
+        await self._persist_body("\n".join(batch.monitor).encode(), Tier.MONITOR)
+        if keeper is not None and hours:
+            keeper.settled(hours, written)
+
+    async def _persist_body(self, body: bytes, tier: Tier) -> bool:
+        """Write one body, or spool it; True when it went to InfluxDB."""
         if not body:
-            return
+            return True
         while True:
             if await self._drain():
                 try:
-                    await self._write(body)
+                    await self._write(body, tier)
                 except InfluxUnavailableError as exc:
                     self._influx_down(exc)
                 else:
-                    return
+                    return True
             try:
-                self._spool.append(body)
+                await self._spool.append(body, tier)
             except SpoolFullError as exc:
                 self._metrics.spool_full.set(1)
                 if not self._spool_full_logged:
@@ -306,7 +336,7 @@ class Pipeline:
             self._counts.spooled_batches += 1
             self._metrics.spool_full.set(0)
             self._update_spool_gauges()
-            return
+            return False
 
     async def _drain(self) -> bool:
         """Replay the spool, oldest first; True when it is empty (InfluxDB is taking writes)."""
@@ -320,12 +350,21 @@ class Pipeline:
             return await self._drain_locked()
 
     async def _drain_locked(self) -> bool:
-        while (body := self._spool.oldest()) is not None:
+        while (oldest := self._spool.oldest()) is not None:
+            body, tier = oldest
+            keeper = self._keeper if tier is Tier.RAW else None
+            hours = hours_of_body(body) if keeper is not None else set()
+            if keeper is not None:
+                await keeper.touched(hours)
             try:
-                await self._write(body)
+                await self._write(body, tier)
             except InfluxUnavailableError as exc:
                 self._influx_down(exc)
+                if keeper is not None:
+                    keeper.settled(hours, written=False)
                 return False
+            if keeper is not None:
+                keeper.settled(hours, written=True)
             self._spool.pop_oldest()
             self._update_spool_gauges()
             if not len(self._spool):
@@ -336,19 +375,19 @@ class Pipeline:
         self._metrics.spool_full.set(0)
         return True
 
-    async def _write(self, body: bytes) -> None:
+    async def _write(self, body: bytes, tier: Tier) -> None:
         """Write a body; a 4xx is narrowed down to the refused points, which become rejects."""
         started = time.monotonic()
         try:
-            await self._writer.write(body)
+            await self._writer.write(body, tier)
         except InfluxRejectedError as exc:
             lines = body.split(b"\n")
             if len(lines) == 1:
                 self._refused(body, exc)
                 return
             half = len(lines) // 2
-            await self._write(b"\n".join(lines[:half]))
-            await self._write(b"\n".join(lines[half:]))
+            await self._write(b"\n".join(lines[:half]), tier)
+            await self._write(b"\n".join(lines[half:]), tier)
             return
         took = time.monotonic() - started
         self._metrics.write_seconds.observe(took)

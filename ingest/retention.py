@@ -37,6 +37,7 @@ async def policies(ql: InfluxQL, database: str) -> dict[str, float]:
 
 async def ensure(ql: InfluxQL, *, database: str, days: Mapping[Tier, int]) -> list[str]:
     """Create or alter the tiers' policies to ``days``; returns the statements it had to run."""
+    await ql.execute(f'CREATE DATABASE "{database}"')  # nothing when it exists
     current = await policies(ql, database)
     statements = []
     for tier, duration in days.items():

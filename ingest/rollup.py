@@ -81,7 +81,7 @@ class Window:
         """The window's time range (or another one) and stations (or others)."""
         start = self.start_ms if start_ms is None else start_ms
         end = self.end_ms if end_ms is None else end_ms
-        return f"time >= {start}ms AND time < {end}ms{_station_clause(stations or self.stations)}"
+        return f"time >= {start}ms AND time < {end}ms{station_clause(stations or self.stations)}"
 
     @property
     def hours(self) -> str:
@@ -89,7 +89,7 @@ class Window:
         return f"time >= {self.start_ms}ms AND time < {self.end_ms}ms"
 
 
-def _station_clause(stations: Collection[str] | None) -> str:
+def station_clause(stations: Collection[str] | None) -> str:
     if not stations:
         return ""
     alternatives = "|".join(re.sub(r"([^A-Za-z0-9_])", r"\\\1", s) for s in sorted(stations))
@@ -145,6 +145,11 @@ def _first(spec: _Spec, w: Window) -> str:
 def _last(spec: _Spec, w: Window, start_ms: int, end_ms: int, stations: Collection[str] | None = None) -> str:
     return (f'SELECT last("{spec.counter}") AS v FROM {qualified(Tier.RAW, spec.raw)} '
             f"WHERE {w.where(start_ms, end_ms, stations)} GROUP BY *")
+
+
+def first_counter_readings(w: Window) -> list[str]:
+    """Each counter series' first reading in the window: whose step a late reading before it changes."""
+    return [_first(spec, w) for spec in SPECS if spec.counter]
 
 
 def _statements(spec: _Spec, w: Window) -> list[str]:

@@ -1,4 +1,4 @@
-"""The ingest service as one coroutine: subscriber, pipeline, HTTP endpoint and summary, wired."""
+"""The ingest service as one coroutine: subscriber, pipeline, rollup keeper, HTTP endpoint and summary, wired."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import contextlib
 import logging
 import time
 
+from ingest import retention
 from ingest.config import Settings
+from ingest.exceptions import InfluxError
+from ingest.influxql import InfluxQL
+from ingest.journal import Journal
+from ingest.keeper import Keeper
 from ingest.metrics import Metrics, serve_http
 from ingest.pipeline import Pipeline
 from ingest.spool import Spool
@@ -19,6 +24,7 @@ from telemetry.settings import parse_addr
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 8.0
+_TIERS_RETRY_SECONDS = 5.0
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
@@ -27,12 +33,15 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     metrics = Metrics()
     spool = Spool(directory=settings.ingest_spool_dir, max_bytes=int(settings.ingest_spool_max_mb * 1024 * 1024))
     writer = make_writer(settings)
+    ql = InfluxQL.from_settings(settings)
+    keeper = Keeper(ql=ql, writer=writer, journal=Journal(path=settings.journal_file),
+                    grace=settings.ingest_rollup_grace_seconds, tick=settings.ingest_rollup_tick_seconds)
     stats = Stats(instance=settings.mqtt_client_id, metrics=metrics)
     pipeline = Pipeline(registry=registry, writer=writer, spool=spool, metrics=metrics, stats=stats,
                         batch_points=settings.ingest_batch_points, batch_seconds=settings.ingest_batch_seconds,
                         batch_idle=settings.ingest_batch_idle_seconds,
                         write_concurrency=settings.ingest_write_concurrency,
-                        max_pending=settings.ingest_write_concurrency + 2)
+                        max_pending=settings.ingest_write_concurrency + 2, keeper=keeper)
     mqtt = settings.mqtt
     subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
                             topic_filter=settings.topic_filter, on_messages=pipeline.on_messages,
@@ -42,6 +51,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     metrics.pending_points.set_function(lambda: pipeline.pending_points)
     if await writer.ready():
         metrics.influx_up.set(1)
+        await _ensure_tiers(ql, settings)  # before the first write to the monitor tier
     else:
         logger.warning("InfluxDB at %s does not answer yet: batches will be spooled", settings.influx_url)
     host, port = parse_addr(settings.ingest_http_addr)
@@ -49,7 +59,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     def health() -> dict[str, object]:
         return {"status": "ok", "mqtt_connected": subscriber.connected.is_set(),
                 "influx_up": bool(metrics.gauge(metrics.influx_up)), "spool_batches": len(spool),
-                "pending_points": pipeline.pending_points}
+                "pending_points": pipeline.pending_points, "rollups_pending": keeper.pending,
+                "rollups_recomputed": keeper.recomputed}
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -59,6 +70,8 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
                 tg.create_task(serve_http(host, port, metrics, health), name="http"),
                 tg.create_task(_summaries(metrics, pipeline, settings.ingest_summary_seconds), name="summary"),
                 tg.create_task(_stats(stats, pipeline, settings), name="stats"),
+                tg.create_task(keeper.run(), name="rollup-keeper"),
+                tg.create_task(_tiers(ql, settings), name="retention-tiers"),
             ]
             await stop.wait()
             logger.info("stopping: no more reads, flushing %d pending points", pipeline.pending_points)
@@ -74,8 +87,30 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
             await subscriber.stop()
     finally:
         await writer.aclose()
+        await ql.aclose()
     _log_summary(metrics, pipeline)
     logger.info("stopped")
+
+
+async def _tiers(ql: InfluxQL, settings: Settings) -> None:
+    """Create or alter the retention policies (1.x), retrying until InfluxDB answers; writes to a tier
+    not there yet fail as InfluxDB being unavailable, so they wait in the spool meanwhile."""
+    while True:
+        if await _ensure_tiers(ql, settings):
+            return
+        await asyncio.sleep(_TIERS_RETRY_SECONDS)
+
+
+async def _ensure_tiers(ql: InfluxQL, settings: Settings) -> bool:
+    if settings.influx_v2:
+        return True  # buckets and DBRP mappings are made by the deployment (deploy/influxdb/init-dbrp.sh)
+    try:
+        async with asyncio.timeout(_TIERS_RETRY_SECONDS * 2):
+            await retention.ensure(ql, database=settings.influx_db, days=settings.retention_days)
+    except (InfluxError, TimeoutError) as exc:
+        logger.info("retention policies not checked yet (%s): retrying", exc)
+        return False
+    return True
 
 
 async def _stats(stats: Stats, pipeline: Pipeline, settings: Settings) -> None:

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from telemetry.storage import MONITOR_MEASUREMENTS, Tier, qualified
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MOSQUITTO_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 _OWN_KEYS = ("listener", "persistence_location", "log_dest", "pid_file", "password_file", "acl_file",
@@ -276,7 +278,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         return out
 
     def count(self, measurement: str, field: str, db: str, where: str = "") -> int:
-        series = self.query(f'SELECT count("{field}") FROM "{measurement}" {where}', db)
+        """``count(field)``; ingest's own measurements are read from their ``monitor`` tier."""
+        source = qualified(Tier.MONITOR, measurement) if measurement in MONITOR_MEASUREMENTS else f'"{measurement}"'
+        series = self.query(f'SELECT count("{field}") FROM {source} {where}', db)
         return int(series[0]["values"][0][1]) if series else 0
 
 

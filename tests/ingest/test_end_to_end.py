@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from telemetry.storage import MONITOR_MEASUREMENTS, Tier, qualified
 from tests.conftest import IngestFactory
 from tests.mqtt import publish
 from tests.payloads import charger, now_ms, occupancy, t, temperature
@@ -20,7 +21,8 @@ def field_types(influxd: Influxd, db: str, measurement: str) -> dict[str, str]:
 
 
 def rows(influxd: Influxd, db: str, measurement: str) -> list[dict[str, Any]]:
-    return influxd.rows(f'SELECT * FROM "{measurement}" ORDER BY time', db)
+    source = qualified(Tier.MONITOR, measurement) if measurement in MONITOR_MEASUREMENTS else f'"{measurement}"'
+    return influxd.rows(f"SELECT * FROM {source} ORDER BY time", db)
 
 
 def test_end_to_end_every_kind_singly_and_in_batches(broker: Mosquitto, influxd: Influxd, db: str,
@@ -125,7 +127,8 @@ def test_end_to_end_injection_is_stored_verbatim_or_rejected(broker: Mosquitto, 
 def test_end_to_end_json_logs_and_healthz(broker: Mosquitto, influxd: Influxd, db: str,
                                           start_ingest: IngestFactory) -> None:
     ingest = start_ingest(LOG_FORMAT="json", INGEST_SUMMARY_SECONDS="0.2")
-    healthy = {"status": "ok", "mqtt_connected": True, "influx_up": True, "spool_batches": 0, "pending_points": 0}
+    healthy = {"status": "ok", "mqtt_connected": True, "influx_up": True, "spool_batches": 0, "pending_points": 0,
+               "rollups_pending": 0, "rollups_recomputed": 0}
     wait_for(lambda: ingest.health() == healthy, what=f"healthz to report {healthy}")
     wait_for(lambda: "summary: received" in ingest.log.read_text(), what="a summary line")
     entries = [json.loads(line) for line in ingest.log.read_text().splitlines()]
@@ -142,7 +145,7 @@ def test_end_to_end_ingest_stats_and_station_lag(broker: Mosquitto, influxd: Inf
                           (t("PL-KT-999", "occupancy"), "{}")])
 
     def busy_interval() -> list[dict[str, Any]]:
-        return influxd.rows("SELECT * FROM ingest_stats WHERE readings > 0", db)
+        return influxd.rows("SELECT * FROM monitor.ingest_stats WHERE readings > 0", db)
 
     [stat] = wait_for(busy_interval, what="an ingest_stats point with readings")
     assert stat["instance"] == "ingest-a"
@@ -150,9 +153,9 @@ def test_end_to_end_ingest_stats_and_station_lag(broker: Mosquitto, influxd: Inf
     assert 120_000 - 100 <= stat["lag_p50_ms"] <= stat["lag_p99_ms"] < 180_000
     assert stat["mqtt_connected"] is True
     assert stat["spool_bytes"] == 0
-    [lag] = wait_for(lambda: influxd.rows("SELECT * FROM ingest_station_lag", db), what="a station lag point")
+    [lag] = wait_for(lambda: influxd.rows("SELECT * FROM monitor.ingest_station_lag", db), what="a station lag point")
     assert (lag["station"], lag["district"], lag["messages"]) == (S, "kongtong", 1)
     assert lag["lag_min_ms"] == lag["lag_max_ms"] == lag["lag_p50_ms"]
     assert 120_000 - 100 <= lag["lag_min_ms"] < 180_000
-    wait_for(lambda: any(r["write_ms_mean"] for r in influxd.rows("SELECT * FROM ingest_stats", db)),
+    wait_for(lambda: any(r["write_ms_mean"] for r in influxd.rows("SELECT * FROM monitor.ingest_stats", db)),
              what="a write latency in ingest_stats")

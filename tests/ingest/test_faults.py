@@ -117,7 +117,7 @@ def test_faults_write_rejected_points_are_narrowed_down(broker: Mosquitto, influ
     publish(broker.port, feed)
     wait_for(lambda: ingest.metric('ingest_rejects_total{reason="write_rejected"}') == 20, what="20 write rejects")
     wait_for(lambda: influxd.count("ingest_rejects", "detail", db) == 20, what="20 reject points")
-    row = influxd.rows("SELECT * FROM ingest_rejects LIMIT 1", db)[0]
+    row = influxd.rows("SELECT * FROM monitor.ingest_rejects LIMIT 1", db)[0]
     assert row["reason"] == "write_rejected"
     assert row["station"] == S
     assert "field type conflict" in row["detail"]

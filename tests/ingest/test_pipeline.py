@@ -198,7 +198,7 @@ class DownWriter(RecordingWriter):
 async def test_writes_behind_a_failed_replay_wait_for_the_retry_delay(tmp_path: Path) -> None:
     """Three writes find the spool non-empty: one replay is tried, the others spool without trying again."""
     spool = Spool(directory=tmp_path, max_bytes=10**6)
-    spool.append(b"occupancy,station=PL-KT-001 people=1i 1795000000000")
+    await spool.append(b"occupancy,station=PL-KT-001 people=1i 1795000000000")
     pipeline, writer, subscriber = make(tmp_path, DownWriter(), spool=spool, batch_points=1, write_concurrency=3)
     task = asyncio.create_task(pipeline.run())
     try:

@@ -46,7 +46,7 @@ def test_reject_point_and_metric_for_each_reason(broker: Mosquitto, influxd: Inf
     ingest = start_ingest()
     publish(broker.port, [(topic, payload), (t(S, "occupancy"), occupancy(1, 3))])
     wait_for(lambda: influxd.count("ingest_rejects", "detail", db) == 1, what="one reject point")
-    [row] = influxd.rows("SELECT * FROM ingest_rejects", db)
+    [row] = influxd.rows("SELECT * FROM monitor.ingest_rejects", db)
     assert {k: row[k] for k in ("reason", "station", "topic", "detail")} == {
         "reason": reason, "station": station, "topic": topic, "detail": detail}
     assert ingest.metric(f'ingest_rejects_total{{reason="{reason}"}}') == 1
@@ -62,7 +62,7 @@ def test_reject_ts_out_of_range_future_and_old(broker: Mosquitto, influxd: Influ
                           (t(S, "occupancy"), occupancy(3, 1, ts=now + 60_000))])  # 1 min ahead: accepted
     wait_for(lambda: ingest.metric('ingest_rejects_total{reason="ts_out_of_range"}') == 2, what="2 rejects")
     wait_for(lambda: influxd.count("ingest_rejects", "detail", db) == 2, what="2 reject points")
-    old, future = sorted(r["detail"] for r in influxd.rows("SELECT * FROM ingest_rejects", db))
+    old, future = sorted(r["detail"] for r in influxd.rows("SELECT * FROM monitor.ingest_rejects", db))
     assert re.fullmatch(rf"ts {now + 3600_000} is 3[56]\d\d s ahead of the server clock \(at most 300 s\)", future)
     assert old == f"ts {now - 8 * 86400_000} is more than 7 days old"
     wait_for(lambda: influxd.count("occupancy", "people", db) == 1, what="the reading 1 minute ahead")
@@ -76,7 +76,7 @@ def test_reject_one_bad_reading_of_a_batch_rejects_that_reading_only(broker: Mos
              {"ts": now, "seq": 4}]
     publish(broker.port, [(t(S, "occupancy"), batch)])
     wait_for(lambda: influxd.count("ingest_rejects", "detail", db) == 2, what="two reject points")
-    assert sorted(r["detail"] for r in influxd.rows("SELECT * FROM ingest_rejects", db)) == [
+    assert sorted(r["detail"] for r in influxd.rows("SELECT * FROM monitor.ingest_rejects", db)) == [
         "[1] people: Input should be greater than or equal to 0", "[3] people: Field required"]
     assert sorted(r["seq"] for r in influxd.rows("SELECT * FROM occupancy", db)) == [1, 3]
     assert ingest.metric('ingest_rejects_total{reason="schema"}') == 2

@@ -121,7 +121,7 @@ async def test_faults_clock_hours_ahead_gets_counted_rejects_not_future_data(
     assert summary.total("acknowledged") == summary.total("produced")
 
     def rejects() -> list[dict[str, object]]:
-        return influxd.rows(f"SELECT * FROM ingest_rejects WHERE station = '{SKEWED}'", db)
+        return influxd.rows(f"SELECT * FROM monitor.ingest_rejects WHERE station = '{SKEWED}'", db)
 
     telemetry = ("/occupancy", "/charger", "/temperature")
     wait_for(lambda: sum(str(r["topic"]).endswith(telemetry) for r in rejects()) == produced[SKEWED], timeout=30,

@@ -160,7 +160,7 @@ def test_hostile_corpus_covers_what_the_issue_lists(run: Run) -> None:
 
 
 def test_hostile_each_case_gets_its_exact_reject_in_influxdb_and_in_metrics(run: Run) -> None:
-    rows = run.influxd.rows("SELECT * FROM ingest_rejects", run.db)
+    rows = run.influxd.rows("SELECT * FROM monitor.ingest_rejects", run.db)
     unmatched = list(rows)
     for case in (c for c in run.cases if c.reaches_ingest):
         topic = case.topic if len(case.topic) <= 256 else case.topic[:255] + "…"

@@ -61,5 +61,5 @@ async def test_city_45_stations_two_hours_with_one_cut_off_all_land_in_influxdb(
     # what ingest rejected is exactly what the simulator sent malformed, kind by kind
     sent = summary.malformed()
     assert set(sent) == {k.value for k in MALFORMED_KINDS}
-    wait_for(lambda: {r: n for (r,), n in per_station(influxd, db, "ingest_rejects", "detail", "reason").items()}
+    wait_for(lambda: {r: n for (r,), n in per_station(influxd, db, '"monitor"."ingest_rejects"', "detail", "reason").items()}
              == dict(sent), timeout=30, what=f"ingest_rejects by reason == {dict(sent)}")
