@@ -161,6 +161,19 @@ def binary(left: str, operator: Literal["+", "-", "*", "/"], right: str | float,
     })
 
 
+def grouping_to_matrix(column: str, row: str, value: str) -> Transformation:
+    """Long rows to a matrix: one row per ``row`` value, one field per ``column`` value (the first
+    field is named ``"<row>\\<column>"``)."""
+    return Transformation("groupingToMatrix", {"columnField": column, "rowField": row, "valueField": value})
+
+
+def format_time(field_name: str, pattern: str) -> Transformation:
+    """The time field as text in Beijing time (``YYYY-MM``: its month). Grafana 10.4 reads
+    ``useTimezone`` (the dashboard's zone), 11 reads ``timezone``: both are set."""
+    return Transformation("formatTime", {"timeField": field_name, "outputFormat": pattern, "useTimezone": True,
+                                         "timezone": TIMEZONE})
+
+
 def join_by(field_name: str, mode: Literal["outer", "inner"] = "outer") -> Transformation:
     return Transformation("joinByField", {"byField": field_name, "mode": mode})
 
@@ -258,6 +271,14 @@ class Panel:
 LEGEND: Final[JSON] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                        "tooltip": {"mode": "multi", "sort": "none"}}
 """The options of a time series: its legend below it, a tooltip of every series."""
+
+
+def bars(x_field: str) -> JSON:
+    """The options of a bar chart of stacked bars along ``x_field``, with a table legend of sums."""
+    return {"orientation": "vertical", "xField": x_field, "stacking": "normal", "showValue": "never",
+            "groupWidth": 0.7, "barWidth": 0.9, "xTickLabelRotation": 0, "fullHighlight": False,
+            "legend": {"displayMode": "table", "placement": "right", "calcs": ["sum"], "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"}}
 
 
 def lines(*, fill: int = 10, **extra: Any) -> JSON:

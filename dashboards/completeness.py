@@ -177,8 +177,8 @@ def trust_table(registry: Registry) -> Panel:
     return Panel(
         "table", "今日可信度 Can today's numbers be trusted? One row per station", queries, 24, 14, time_from=TODAY,
         transformations=(*seqgaps.transformations(("station", "district"), _AGGREGATES),
-                         organize(exclude=(seqgaps.FIRST, seqgaps.END, seqgaps.PRODUCED), rename=TRUST_COLUMNS,
-                                  order=tuple(TRUST_COLUMNS)),
+                         organize(exclude=(seqgaps.FIRST, seqgaps.END, seqgaps.SPAN, seqgaps.PRODUCED),
+                                  rename=TRUST_COLUMNS, order=tuple(TRUST_COLUMNS)),
                          sort_by("人数 occupancy %")),
         overrides=overrides, links=(station_link(),),
         options={"showHeader": True, "cellHeight": "sm"},

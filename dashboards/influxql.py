@@ -9,7 +9,10 @@ the queries here respect:
 - ``fill()`` goes in a subquery only when the outer query groups by the same tags (regrouping the
   filled points by fewer tags returns wrong sums on 1.6); and then the outer query takes no time
   filter unless it groups by time (1.6 returns nothing otherwise);
-- measurements cannot be unioned: each query reads one measurement, panels combine frames.
+- measurements cannot be unioned: each query reads one measurement, panels combine frames;
+- an outer query without a time filter over a subquery grouped by time, and ``last()`` over
+  buckets that ``fill()`` made, can return values of the wrong bucket: take a bucket by
+  ``LIMIT 1 OFFSET n`` and regroup it under a time filter (``dashboards/rollups.py``).
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ def where(*conditions: str) -> str:
 
 
 def select(fields: str, source: str, *, conditions: str | None = TIME, group: str = "", fill: str | None = None,
-           newest_first: bool = False, limit: int | None = None) -> str:
-    """``SELECT fields FROM source WHERE conditions GROUP BY group fill(x) ORDER BY time DESC LIMIT n``.
+           newest_first: bool = False, limit: int | None = None, offset: int | None = None) -> str:
+    """``SELECT fields FROM source WHERE conditions GROUP BY group fill(x) ORDER BY time DESC LIMIT n OFFSET k``.
 
     ``source`` is a quoted measurement (:func:`m`) or a subquery in parentheses (:func:`sub`);
     ``conditions`` None leaves out WHERE (see the module docstring for when an outer query must).
@@ -64,6 +67,8 @@ def select(fields: str, source: str, *, conditions: str | None = TIME, group: st
         parts.append("ORDER BY time DESC")
     if limit:
         parts.append(f"LIMIT {limit}")
+    if offset:
+        parts.append(f"OFFSET {offset}")
     return " ".join(parts)
 
 

@@ -3,13 +3,15 @@
 Panels, top to bottom: stations online and offline, people in stations, charger sockets and power
 now; the map (coloured by online/offline, sized by people) and the coldest stations; stations
 silent for more than 10 minutes and the pipeline's readings and rejects per minute; visits
-(人次) per day and per month, by district and by station, computed from the door counters.
+(人次) this year, since the start, per month, per day, by district and by station, from the door
+counters' hourly rollups plus the open hour (:mod:`dashboards.rollups`).
 """
 
 from __future__ import annotations
 
 from statistics import fmean
 
+from dashboards import rollups
 from dashboards.builder import (
     LEGEND,
     ONLINE_MAPPING,
@@ -18,7 +20,12 @@ from dashboards.builder import (
     Query,
     Row,
     Step,
+    Transformation,
     Variable,
+    bars,
+    format_time,
+    group_by,
+    grouping_to_matrix,
     join_by,
     limit,
     lines,
@@ -31,6 +38,7 @@ from dashboards.builder import (
 )
 from dashboards.influxql import DAY, IN_DISTRICT, TIME, m, monitor, rate, select, sub, tags, where
 from telemetry.registry import Registry
+from telemetry.storage import OCCUPANCY_1H
 
 UID = "yizhan-overview"
 GAZETTEER = "public/gazetteer/yizhan-stations.json"
@@ -179,50 +187,77 @@ def attention_row() -> Row:
     return Row("注意 Attention", (_silent(), _throughput()))
 
 
-_VISITS = select('non_negative_difference("entries") AS "visits"', m("occupancy"), conditions=where(TIME, IN_DISTRICT),
-                 group=tags("station", "district"))
-"""Visits between consecutive readings, from the cumulative door counter (a counter reset only loses
-the visits of that one interval)."""
+VISITS_COLUMN = "visits"
+MATRIX_X = rollups.matrix_x("district")
 
 
-def _visits(group: str, *, per_day: bool) -> str:
-    by = f"{DAY}, {group}" if per_day else group
-    return select('sum("visits") AS "visits"', sub(_VISITS), group=by)
+def visits_queries(by: tuple[str, ...], *, per_day: bool, table: bool = True) -> tuple[Query, Query]:
+    """人次 by ``by`` (and per Beijing day): the closed hours' rollups, then the open hour's raw steps of
+    the door counter (``docs/rollups.md``); :func:`dashboards.rollups.combine` adds them."""
+    group = f"{DAY}, {tags(*by)}" if per_day else tags(*by)
+    closed = rollups.closed(f'sum("visits") AS "{VISITS_COLUMN}"', OCCUPANCY_1H, IN_DISTRICT, group=group)
+    open_hour = rollups.open_steps("entries", "occupancy", VISITS_COLUMN, IN_DISTRICT, per=("station", "district"),
+                                   by=by)
+    return (Query(closed, columns=(*by, VISITS_COLUMN), table=table),
+            Query(open_hour, columns=(*by, VISITS_COLUMN + rollups.OPEN_SUFFIX), table=table))
+
+
+def _visits_stat(title: str, time_from: str, description: str) -> Panel:
+    options = {"reduceOptions": {"calcs": ["sum"], "fields": f"/^{VISITS_COLUMN}$/", "values": False},
+               "colorMode": "value", "graphMode": "none", "textMode": "value", "justifyMode": "auto",
+               "orientation": "auto"}
+    return Panel("stat", title, visits_queries(("district",), per_day=False), 6, 5, time_from=time_from,
+                 unit="none", no_value="0", thresholds=thresholds(Step("blue")), options=options,
+                 transformations=rollups.combine(("district",), VISITS_COLUMN), description=description)
+
+
+def _by_district_bars(title: str, time_from: str, transformations: tuple[Transformation, ...], *,
+                      x_unit: str, description: str) -> Panel:
+    return Panel("barchart", title, visits_queries(("district",), per_day=True), 12, 9, time_from=time_from,
+                 unit="none", options=bars(MATRIX_X), custom={"fillOpacity": 80, "lineWidth": 1},
+                 overrides=(override(MATRIX_X, unit=x_unit, displayName="日 day"),),
+                 transformations=transformations, description=description)
 
 
 def visits_row() -> Row:
-    bars = {"drawStyle": "bars", "fillOpacity": 80, "lineWidth": 1, "stacking": {"mode": "normal", "group": "A"},
-            "showPoints": "never"}
     table_options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": True, "reducer": ["sum"],
-                                                                         "fields": ["visits"]}}
+                                                                         "fields": [VISITS_COLUMN]}}
+    per_month = (*rollups.combine(("Time", "district"), VISITS_COLUMN), format_time("Time", "YYYY-MM"),
+                 group_by(("Time", "district"), {VISITS_COLUMN: ("sum",)}),
+                 grouping_to_matrix("district", "Time", f"{VISITS_COLUMN} (sum)"))
     return Row("人次 Visits (from the door counters)", (
-        Panel("timeseries", "每日人次 Visits per day, by district", (
-            Query(_visits('"district"', per_day=True), columns=("visits",), alias="$tag_district"),), 12, 9,
-            time_from="now-6d/d", unit="none", custom=bars,
-            options={"legend": {"displayMode": "table", "placement": "right", "calcs": ["sum"], "showLegend": True},
-                     "tooltip": {"mode": "multi", "sort": "desc"}},
-            description="Entries counted by the stations' doors per day (Beijing time), the last 7 days."),
-        Panel("bargauge", "本月人次 Visits this month, by district", (
-            Query(_visits('"district"', per_day=False), columns=("visits",), alias="$tag_district"),), 12, 9,
-            time_from="now/M", unit="none", thresholds=thresholds(Step("blue")),
-            options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-                     "orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True},
-            description="The 人次 figure reported upwards: entries this month so far. For a past month, "
-                        "pick it in the time picker and read the table below."),
-        Panel("table", "本月人次 Visits this month, per station", (
-            Query(_visits('"station", "district"', per_day=False), columns=("station", "district", "visits"),
-                  table=True),), 12, 10,
-            time_from="now/M", unit="none", links=(station_link(),), options=table_options,
-            transformations=(organize(exclude=("Time",)), sort_by("visits", desc=True)),
-            overrides=(override("visits", displayName="人次 visits"),)),
-        Panel("table", "每日人次 Visits per station and day (selected range)", (
-            Query(_visits('"station", "district"', per_day=True), columns=("station", "district", "visits"),
-                  table=True),), 12, 10,
-            unit="none", links=(station_link(),), options=table_options,
-            overrides=(override("visits", displayName="人次 visits"), override("Time", displayName="日 day",
-                                                                               unit="time:YYYY-MM-DD")),
-            description="One row per station and Beijing day in the dashboard's range: export it as CSV for "
-                        "a monthly report (pick the month in the time picker)."),
+        _visits_stat("本年人次 Visits this year", "now/y",
+                     "Entries counted by the stations' doors since 1 January (Beijing time)."),
+        _visits_stat("累计人次 Visits since the system started", "now-10y",
+                     "Every entry counted since the first reading (rollups are kept 10 years)."),
+        _by_district_bars("近12个月人次 Visits per month, by district (the last 12 months)", "now-11M/M",
+                          per_month, x_unit="string",
+                          description="Calendar months of Beijing time; this month so far."),
+        _by_district_bars("每日人次 Visits per day, by district", "now-6d/d",
+                          rollups.per_day("district", VISITS_COLUMN), x_unit="time:MM-DD",
+                          description="Entries counted by the stations' doors per day (Beijing time), the last 7 "
+                                      "days."),
+        Panel("bargauge", "本月人次 Visits this month, by district", visits_queries(("district",), per_day=False),
+              12, 9, time_from="now/M", unit="none", thresholds=thresholds(Step("blue")),
+              transformations=rollups.combine(("district",), VISITS_COLUMN),
+              options={"reduceOptions": {"calcs": [], "fields": f"/^{VISITS_COLUMN}$/", "values": True},
+                       "orientation": "horizontal", "displayMode": "gradient", "showUnfilled": True},
+              description="The 人次 figure reported upwards: entries this month so far. For a past month, "
+                          "pick it in the time picker and read the table below."),
+        Panel("table", "本月人次 Visits this month, per station",
+              visits_queries(("station", "district"), per_day=False), 12, 10, time_from="now/M", unit="none",
+              links=(station_link(),), options=table_options,
+              transformations=(*rollups.combine(("station", "district"), VISITS_COLUMN),
+                               sort_by(VISITS_COLUMN, desc=True)),
+              overrides=(override(VISITS_COLUMN, displayName="人次 visits"),)),
+        Panel("table", "每日人次 Visits per station and day (selected range)",
+              visits_queries(("station", "district"), per_day=True), 12, 10,
+              unit="none", links=(station_link(),), options=table_options,
+              transformations=rollups.combine(("Time", "station", "district"), VISITS_COLUMN),
+              overrides=(override(VISITS_COLUMN, displayName="人次 visits"), override("Time", displayName="日 day",
+                                                                                     unit="time:YYYY-MM-DD")),
+              description="One row per station and Beijing day in the dashboard's range (whole hours): export it "
+                          "as CSV for a monthly report (pick the month in the time picker)."),
     ))
 
 

@@ -7,7 +7,7 @@ device still buffers or dropped, and the ``seq`` gaps still open.
 
 from __future__ import annotations
 
-from dashboards import seqgaps
+from dashboards import rollups, seqgaps
 from dashboards.builder import (
     LEGEND,
     ONLINE_MAPPING,
@@ -17,15 +17,17 @@ from dashboards.builder import (
     Row,
     Step,
     Variable,
+    bars,
     lines,
     organize,
     override,
     override_query,
     thresholds,
 )
-from dashboards.influxql import DAY, IN_STATION, TIME, m, select, sub, tags, where
+from dashboards.influxql import DAY, IN_STATION, TIME, m, select, where
 from dashboards.overview import DISTRICT
 from telemetry.registry import Registry
+from telemetry.storage import CHARGER_1H
 
 UID = "yizhan-station"
 COLD_CELSIUS = 10
@@ -34,9 +36,6 @@ STATION = Variable("station", "驿站 Station",
                    'SHOW TAG VALUES FROM "station_status" WITH KEY = "station" WHERE "district" =~ /^$district$/')
 
 DEVICE_FIELDS = ("fw", "uptime_s", "driver_errors", "config_rev")
-_METER = select('non_negative_difference("energy_wh") AS "wh"', m("charger"), conditions=where(IN_STATION, TIME),
-                group=tags("charger"))
-"""Energy between consecutive readings of each charger's cumulative meter."""
 _LINES = lines(spanNulls=False)
 
 
@@ -106,15 +105,16 @@ def charging_row() -> Row:
             Query(_by_time('mean("power_w") AS "power_w"', "charger", per=("charger",)), columns=("power_w",),
                   alias="$tag_charger"),), 12, 8, unit="watt", minimum=0, custom=_LINES, options=LEGEND)
     energy = Panel(
-        "timeseries", "每日用电 Energy per day, per charger", (
-            Query(select('sum("wh") AS "energy_wh"', sub(_METER), group=f'{DAY}, "charger"'), columns=("energy_wh",),
-                  alias="$tag_charger"),), 12, 8,
-        time_from="now-6d/d", unit="watth", decimals=1,
-        custom={"drawStyle": "bars", "fillOpacity": 80, "stacking": {"mode": "normal", "group": "A"},
-                "showPoints": "never"},
-        options={"legend": {"displayMode": "table", "placement": "right", "calcs": ["sum"], "showLegend": True},
-                 "tooltip": {"mode": "multi", "sort": "none"}},
-        description="From each charger's cumulative meter, per day (Beijing time), the last 7 days.")
+        "barchart", "每日用电 Energy per day, per charger", (
+            Query(rollups.closed('sum("energy_wh") AS "energy_wh"', CHARGER_1H, IN_STATION, group=f'{DAY}, "charger"'),
+                  columns=("charger", "energy_wh"), table=True),
+            Query(rollups.open_steps("energy_wh", "charger", "energy_wh", IN_STATION, per=("station", "charger"),
+                                     by=("charger",)), columns=("charger", "energy_wh_open"), table=True),
+        ), 12, 8, time_from="now-6d/d", unit="watth", decimals=1, options=bars(rollups.matrix_x("charger")),
+        custom={"fillOpacity": 80, "lineWidth": 1}, transformations=rollups.per_day("charger", "energy_wh"),
+        overrides=(override(rollups.matrix_x("charger"), unit="time:MM-DD", displayName="日 day"),),
+        description="From each charger's cumulative meter, per day (Beijing time), the last 7 days: hourly "
+                    "rollups and the open hour.")
     faults = Panel(
         "state-timeline", "充电桩故障 Charger faults", (
             Query(_by_time('last("fault") AS "fault"', "charger", per=("charger",), fill="null"),
@@ -141,7 +141,7 @@ def data_row() -> Row:
     gaps = Panel(
         "stat", "序号缺口 Open seq gaps", seqgaps.queries(IN_STATION, ("station",)), 8, 8,
         transformations=(*seqgaps.transformations(("station",)),
-                         organize(exclude=("station", seqgaps.FIRST, seqgaps.END))),
+                         organize(exclude=("station", seqgaps.FIRST, seqgaps.END, seqgaps.SPAN))),
         unit="none", thresholds=thresholds(Step("green"), Step("orange", 1)),
         overrides=(override(seqgaps.GAPS, displayName="缺口 missing"),
                    override(seqgaps.RECEIVED, displayName="收到 received"),

@@ -284,6 +284,17 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         return int(series[0]["values"][0][1]) if series else 0
 
 
+def rebuild_rollups(influxd: Influxd, db: str, *, since_ms: int, spool: Path) -> None:
+    """Ingest's own rebuild (``python -m ingest rollup --since``) of the rollups of every closed hour
+    since ``since_ms`` in ``db`` (its checkpoint in ``spool``)."""
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since_ms // 1000))
+    env = child_env({"INFLUX_URL": influxd.url, "INFLUX_DB": db, "INGEST_SPOOL_DIR": str(spool)})
+    done = subprocess.run([sys.executable, "-m", "ingest", "rollup", "--since", since], cwd=ROOT, env=env,
+                          capture_output=True, timeout=600, check=False)
+    if done.returncode:
+        raise AssertionError(f"ingest rollup exited {done.returncode}: {done.stderr.decode()[-2000:]}")
+
+
 @contextmanager
 def running(server: Mosquitto | Influxd) -> Iterator[Mosquitto | Influxd]:
     server.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -70,3 +71,10 @@ def _station_device(services: ServicesDep, station: StationDep,
 
 
 StationDevice = Annotated[Station, Depends(_station_device)]
+
+
+def aware(value: datetime | None, name: str) -> datetime | None:
+    """A query parameter's time, refused without a time zone offset."""
+    if value is not None and value.tzinfo is None:
+        raise Problem(422, f"{name} needs a time zone offset, e.g. 2026-11-29T08:00:00+08:00")
+    return value

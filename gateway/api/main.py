@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 
 from gateway.api import problems
-from gateway.api.routes import config, health, stations, summary, telemetry
+from gateway.api.routes import config, health, stations, summary, telemetry, visits
 from gateway.config import Settings
 from gateway.services import Services, open_services
 
@@ -42,6 +42,6 @@ def create_app(settings: Settings) -> FastAPI:
             services.metrics.latency.labels(route).observe(time.perf_counter() - started)
         return response
 
-    for module in (stations, summary, config, telemetry, health):
+    for module in (stations, summary, visits, config, telemetry, health):
         app.include_router(module.router)
     return app

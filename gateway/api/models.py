@@ -143,6 +143,26 @@ class History(_Out):
     series: list[HistorySeries]
 
 
+class VisitsBucket(_Out):
+    start: datetime = Field(description="The bucket's start: an hour, a Beijing day or a Beijing month")
+    visits: int
+
+
+class VisitsSeries(_Out):
+    key: str = Field(description="The district or station id; `city` for the whole city")
+    total: int
+    buckets: list[VisitsBucket] = Field(description="Buckets with readings, oldest first")
+
+
+class Visits(_Out):
+    start: datetime = Field(description="The range's start, at its first bucket's start")
+    end: datetime = Field(description="The range's end (exclusive): an hour, or now when the range reaches it")
+    by: Literal["city", "district", "station"]
+    every: Literal["hour", "day", "month"]
+    total: int
+    series: list[VisitsSeries]
+
+
 class ConfigResult(_Out):
     station: str
     config: AgentConfig

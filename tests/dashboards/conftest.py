@@ -20,14 +20,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
 from telemetry.registry import load
-from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, stop_process, wait_for
+from telemetry.storage import HOUR_MS, hour_of
+from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, rebuild_rollups, stop_process, wait_for
 
 STATIONS = ("PL-KT-001", "PL-KT-007", "PL-KT-008", "PL-HT-004")
 COLD = "PL-KT-001"
@@ -43,6 +44,8 @@ SIMULATOR_ARGS = (
     "--malformed-rate", "0.002",
 )
 BACKFILL_TIMEOUT = 120.0
+DAY_HOURS = 26
+"""Hours back from now that the rollups are rebuilt: the backfilled day and its first hour's start."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,9 +55,18 @@ class SimulatedDay:
     influxd: Influxd
     db: str
     log: Path
+    built: dict[str, int] = field(default_factory=dict)
 
     def rows(self, query: str) -> list[dict[str, object]]:
         return self.influxd.rows(query, self.db)
+
+    def rollups(self) -> None:
+        """The rollups of every hour closed by now, by ingest's rebuild (run again once an hour has closed
+        since the last one: ingest does not keep them itself yet)."""
+        hour = hour_of(int(time.time() * 1000))
+        if self.built.get("hour") != hour:
+            rebuild_rollups(self.influxd, self.db, since_ms=hour - DAY_HOURS * HOUR_MS, spool=self.log.parent)
+            self.built["hour"] = hour
 
 
 def _registry_subset(path: Path) -> Path:
@@ -89,6 +101,7 @@ def simulated_day(influxd: Influxd, tmp_path_factory: pytest.TempPathFactory) ->
         wait_for(lambda: _alive(simulator, day) and _live(day), timeout=BACKFILL_TIMEOUT, interval=0.5,
                  what="the simulated day backfilled and live")
         sys.stderr.write(f"\nsimulated day backfilled in {time.monotonic() - started:.1f} s\n")
+        day.rollups()
         yield day
     finally:
         if simulator is not None:

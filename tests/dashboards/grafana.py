@@ -10,7 +10,8 @@
 - frames: InfluxQL results as Grafana's InfluxQL backend frames them (``table``: one frame, tags as
   columns; ``time_series``: a frame per series and column);
 - transformations: the ones our panels use (organize, merge, groupBy, calculateField binary,
-  joinByField, sortBy, limit), after Grafana's ``packages/grafana-data`` transformers.
+  joinByField, sortBy, limit, formatTime, groupingToMatrix), after Grafana's
+  ``packages/grafana-data`` transformers.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class TimeRange:
 
 
 def _floor(moment: datetime, unit: str) -> datetime:
+    if unit == "y":
+        return moment.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
     if unit == "d":
         return moment.replace(hour=0, minute=0, second=0, microsecond=0)
     if unit == "M":
@@ -53,14 +56,17 @@ def _floor(moment: datetime, unit: str) -> datetime:
 
 
 def date_math(expr: str, now: datetime) -> datetime:
-    """Grafana's dateMath.parse for ``now``, ``now-15m``, ``now/d``, ``now-6d/d`` (in ``now``'s zone)."""
-    m = re.fullmatch(r"now(?:-(\d+)([smhdwM]))?(?:/([dM]))?", expr)
+    """Grafana's dateMath.parse for ``now``, ``now-15m``, ``now/d``, ``now-6d/d``, ``now-11M/M``, ``now/y``,
+    ``now-10y`` (in ``now``'s zone)."""
+    m = re.fullmatch(r"now(?:-(\d+)([smhdwMy]))?(?:/([dMy]))?", expr)
     if m is None:
         raise ValueError(f"date math {expr!r} not supported here")
     moment = now
     if m.group(1):
         amount, unit = int(m.group(1)), m.group(2)
-        if unit == "M":
+        if unit == "y":
+            moment = moment.replace(year=moment.year - amount)
+        elif unit == "M":
             month = moment.month - amount
             moment = moment.replace(year=moment.year + (month - 1) // 12, month=(month - 1) % 12 + 1)
         else:
@@ -243,6 +249,7 @@ def _merge(frames: list[Frame], _options: JSON) -> list[Frame]:
 
 
 def _reduce(values: list[Any], calc: str) -> Any:
+    """A standard calculation; nulls are skipped (a sum of none is 0, as Grafana's doStandardCalcs starts it)."""
     present = [v for v in values if v is not None]
     reducers: dict[str, Callable[[list[Any]], Any]] = {
         "sum": sum, "min": min, "max": max, "mean": lambda v: sum(v) / len(v),
@@ -250,6 +257,8 @@ def _reduce(values: list[Any], calc: str) -> Any:
     }
     if calc == "count":
         return len(values)
+    if calc == "sum":
+        return sum(present)
     return reducers[calc](present) if present else None
 
 
@@ -337,9 +346,35 @@ def _limit(frames: list[Frame], options: JSON) -> list[Frame]:
     return [{n: v[: options["limitField"]] for n, v in f.items()} for f in frames]
 
 
+def _format_time(frames: list[Frame], options: JSON) -> list[Frame]:
+    """formatTime: the time field as moment-formatted text in the given zone (only the tokens we use)."""
+    name, zone = options["timeField"], ZoneInfo(options["timezone"])
+    pattern = options["outputFormat"].replace("YYYY", "%Y").replace("MM", "%m").replace("DD", "%d")
+    return [{n: [datetime.fromtimestamp(v / 1000, zone).strftime(pattern) if n == name and v is not None else v
+                 for v in values] for n, values in frame.items()} for frame in frames]
+
+
+def _grouping_to_matrix(frames: list[Frame], options: JSON) -> list[Frame]:
+    """groupingToMatrix: a row per rowField value, a field per columnField value, cells from valueField."""
+    column, row, value = options["columnField"], options["rowField"], options["valueField"]
+    out = []
+    for frame in frames:
+        for name in (column, row, value):
+            if name not in frame:
+                raise AssertionError(f"groupingToMatrix: no field {name!r} among {list(frame)}")
+        rows = list(dict.fromkeys(frame[row]))
+        columns = list(dict.fromkeys(frame[column]))
+        cells = {(r, c): v for r, c, v in zip(frame[row], frame[column], frame[value], strict=True)}
+        matrix: Frame = {f"{row}\\{column}": rows}
+        matrix.update({str(c): [cells.get((r, c)) for r in rows] for c in columns})
+        out.append(matrix)
+    return out
+
+
 TRANSFORMS: dict[str, Callable[[list[Frame], JSON], list[Frame]]] = {
     "organize": _organize, "merge": _merge, "groupBy": _group_by, "calculateField": _calculate,
-    "joinByField": _join, "sortBy": _sort, "limit": _limit,
+    "joinByField": _join, "sortBy": _sort, "limit": _limit, "formatTime": _format_time,
+    "groupingToMatrix": _grouping_to_matrix,
 }
 
 

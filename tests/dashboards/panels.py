@@ -122,7 +122,8 @@ def run_panel(day: SimulatedDay, case: PanelCase, variables: dict[str, VariableV
 
 
 def run_all(day: SimulatedDay, case: PanelCase) -> list[PanelRun]:
-    """The panel under every variable assignment of its dashboard."""
+    """The panel under every variable assignment of its dashboard, on the rollups of every closed hour."""
+    day.rollups()
     now_ms = int(time.time() * 1000)
     return [run_panel(day, case, chosen, now_ms=now_ms) for chosen in assignments(day, case.dashboard)]
 

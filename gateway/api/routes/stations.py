@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from gateway import queries
 from gateway.api import problems
-from gateway.api.deps import ServicesDep, StationDep, Viewer
+from gateway.api.deps import ServicesDep, StationDep, Viewer, aware
 from gateway.api.models import (
     History,
     HistorySeries,
@@ -73,12 +73,6 @@ def get_station(services: ServicesDep, _: Viewer, station: StationDep) -> Statio
     return detail_of(station, services.live.get(station.id))
 
 
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise Problem(422, f"{name} needs a time zone offset, e.g. 2026-11-29T08:00:00+08:00")
-    return value
-
-
 @router.get("/{station_id}/readings", summary="History from InfluxDB, downsampled")
 async def readings(services: ServicesDep, _: Viewer, station: StationDep, kind: HistoryKind,
                    start: Annotated[datetime | None, Query(description="Default: 24 h before end")] = None,
@@ -86,8 +80,8 @@ async def readings(services: ServicesDep, _: Viewer, station: StationDep, kind: 
                    every: Annotated[str | None, Query(pattern=r"^[1-9]\d{0,5}[smhd]$",
                                                       description="Interval, e.g. 30s, 5m, 1h, 1d")] = None,
                    ) -> History:
-    end = _aware(end, "end") or datetime.now(UTC)
-    start = _aware(start, "start") or end - timedelta(hours=24)
+    end = aware(end, "end") or datetime.now(UTC)
+    start = aware(start, "start") or end - timedelta(hours=24)
     if start >= end:
         raise Problem(422, "start must be before end")
     if end - start > timedelta(days=400):
