@@ -47,9 +47,10 @@ from bench.station_data import DAY_MS, StationDays
 from dashboards import alerts, datasource, provisioning
 from dashboards.builder import Dashboard, Panel
 from dashboards.influxql import DAY, IN_DISTRICT, IN_STATION, TIME
+from ingest.lineprotocol import string_field, tag
 from simulator.synthetic import make_registry
 from telemetry import registry
-from telemetry.storage import CHARGER_1H, OCCUPANCY_1H, STATION_1H, Tier, qualified
+from telemetry.storage import CHARGER_1H, HOUR_MS, OCCUPANCY_1H, ROLLUPS, STATION_1H, Tier, qualified
 from tests.dashboards.grafana import TimeRange, VariableValue, interpolate, interval_ms
 from tests.rig import ROOT, Influxd, child_env
 
@@ -96,10 +97,10 @@ class Store:
 class Writer:
     """Batched ``/write`` over a few keep-alive connections; at most two batches queued per connection."""
 
-    def __init__(self, *, url: str, db: str, connections: int) -> None:
+    def __init__(self, *, url: str, db: str, connections: int, tier: Tier = Tier.RAW) -> None:
         parsed = urllib.parse.urlsplit(url)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 8086
-        self.path = f"/write?db={urllib.parse.quote(db)}&precision=ms"
+        self.path = f"/write?db={urllib.parse.quote(db)}&rp={tier.value}&precision=ms"
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=2 * connections)
         self.threads = [threading.Thread(target=self._run, name=f"writer-{i}") for i in range(connections)]
         self.error: BaseException | None = None
@@ -329,6 +330,59 @@ def _cpu(influxd: Influxd) -> float:
     return proc_stats(influxd.proc.pid)[0] if influxd.proc else 0.0
 
 
+_FIELD = {"integer": lambda v: f"{int(v)}i", "float": lambda v: repr(float(v)), "boolean": lambda v: str(v).lower(),
+          "string": lambda v: string_field(str(v))}
+
+
+def rebuilt_hours(store: Store) -> tuple[int, int] | None:
+    """[first, last + 1 h) of the hours the rollups hold (``station_1h``: every station-hour with a reading)."""
+    ends = [store.influxd.query(f'SELECT "seq_count" FROM {_STATIONS} ORDER BY time {order} LIMIT 1', store.db)
+            for order in ("ASC", "DESC")]
+    if not all(ends):
+        return None
+    first, last = (int(found[0]["values"][0][0]) for found in ends)
+    return first, last + HOUR_MS
+
+
+def _rollup_lines(store: Store, measurement: str, built: tuple[int, int]) -> list[tuple[str, int]]:
+    """The rollup points of ``built`` as (line without its timestamp, timestamp)."""
+    types = {row[0]: row[1] for s in store.influxd.query(f"SHOW FIELD KEYS FROM {_rollup(measurement)}", store.db)
+             for row in s["values"]}
+    out = []
+    for s in store.influxd.query(f"SELECT * FROM {_rollup(measurement)} WHERE time >= {built[0]}ms AND "
+                                 f"time < {built[1]}ms GROUP BY *", store.db):
+        head = measurement + "".join(f",{k}={tag(v)}" for k, v in sorted(s["tags"].items()) if v)
+        names = s["columns"][1:]
+        for row in s["values"]:
+            fields = ",".join(f"{n}={_FIELD[types[n]](v)}" for n, v in zip(names, row[1:], strict=True)
+                              if v is not None)
+            out.append((f"{head} {fields} ", int(row[0])))
+    return out
+
+
+def fill_rollups(store: Store, span: tuple[int, int], connections: int) -> dict[str, object]:
+    """Copy the rebuilt hours' rollup points, shifted by whole multiples of their span, over the rest of ``span``.
+
+    For timing only, where the machine had no time to rebuild the whole range: a query over rollups
+    costs what their number of points and series cost, whatever their values.
+    """
+    built = rebuilt_hours(store)
+    if built is None:
+        raise RuntimeError("no rollups to copy: run with --rebuild first")
+    width = built[1] - built[0]
+    copies = range(-((built[0] - span[0]) // width + 1), (span[1] - built[1]) // width + 2)
+    written = 0
+    with Writer(url=store.influxd.url, db=store.db, connections=connections, tier=Tier.ROLLUP) as writer:
+        for measurement in ROLLUPS:
+            points = _rollup_lines(store, measurement, built)
+            for k in (k for k in copies if k):
+                batch = [f"{line}{ts + k * width}" for line, ts in points if span[0] <= ts + k * width < span[1]]
+                for i in range(0, len(batch), BATCH):
+                    writer.write(batch[i:i + BATCH])
+                written += len(batch)
+    return {"built_from_ms": built[0], "built_until_ms": built[1], "copied_points": written}
+
+
 def tier_bytes(directory: Path, tier: Tier) -> int:
     """TSM and WAL bytes of a retention policy of the bench's database."""
     return sum(f.stat().st_size for base in ("data", "wal") for f in (directory / base / DB / tier.value).rglob("*")
@@ -383,6 +437,8 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--rollup-reads", action="store_true",
                         help="time the long-range panels' figures read from the rollups (ROLLUP_READS) in their place")
+    parser.add_argument("--fill-rollups", action="store_true",
+                        help="copy the rebuilt rollups over the rest of the longest range (for timing: fill_rollups)")
     parser.add_argument("--rebuild-days", type=int, default=None, help="rebuild only the last N days of the range")
     args = parser.parse_args()
     run(args)
@@ -410,8 +466,10 @@ def run(args: argparse.Namespace) -> None:
         report["case"] = asdict(case)
         if args.rebuild:
             report["rebuild"] = rebuild(influxd, case, directory, days=args.rebuild_days)
+        ranges = [int(x) for x in args.ranges.split(",")]
+        if args.fill_rollups:
+            report["fill"] = fill_rollups(store, (case.end_ms - max(ranges) * DAY_MS, case.end_ms), args.connections)
         if not args.no_timing:
-            ranges = [int(x) for x in args.ranges.split(",")]
             timed = time_all(store, stations, case, ranges, timeout=args.timeout, skip_over=args.skip_raw_over,
                              reads=ROLLUP_READS if args.rollup_reads else None)
             (directory / f"timings-{args.label}.json").write_text(json.dumps(
