@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import queue
 import resource
@@ -47,7 +48,9 @@ from bench.station_data import DAY_MS, StationDays
 from dashboards import alerts, datasource, provisioning
 from dashboards.builder import Dashboard, Panel
 from dashboards.influxql import DAY, IN_DISTRICT, IN_STATION, TIME
+from ingest.influxql import InfluxQL
 from ingest.lineprotocol import string_field, tag
+from ingest.retention import ensure
 from simulator.synthetic import make_registry
 from telemetry import registry
 from telemetry.storage import CHARGER_1H, HOUR_MS, OCCUPANCY_1H, ROLLUPS, STATION_1H, Tier, qualified
@@ -195,9 +198,22 @@ def _progress(text: str) -> None:
     sys.stderr.write(f"{datetime.now(UTC):%H:%M:%S} {text}\n")
 
 
+RETENTION_DAYS: Final = {Tier.RAW: 400, Tier.ROLLUP: 3650, Tier.MONITOR: 30}
+"""ingest's defaults (docs/configuration.md)."""
+
+
+async def _retention(store: Store) -> None:
+    async with InfluxQL(url=store.influxd.url, database=store.db) as ql:
+        await ensure(ql, database=store.db, days=RETENTION_DAYS)
+
+
 def load(store: Store, case: Case, stations: registry.Registry, connections: int) -> Case:
-    """Generate and write the case; the returned case says how many points and how long it took."""
+    """Generate and write the case; the returned case says how many points and how long it took.
+
+    The database and its retention policies are made as ingest makes them at start.
+    """
     store.influxd.query(f'CREATE DATABASE "{store.db}"')
+    asyncio.run(_retention(store))
     days = StationDays(list(stations.reporting), seed=case.seed, start_ms=case.start_ms)
     started = time.monotonic()
     with Writer(url=store.influxd.url, db=store.db, connections=connections) as writer:
@@ -303,9 +319,10 @@ def time_all(store: Store, stations: registry.Registry, case: Case, ranges: list
 
 # --- rebuild and storage -------------------------------------------------------------------------------
 
-def rebuild(influxd: Influxd, case: Case, directory: Path, *, days: int | None = None) -> dict[str, object]:
+def rebuild(store: Store, case: Case, directory: Path, *, days: int | None = None) -> dict[str, object]:
     """``python -m ingest rollup`` over the case's range (its last ``days``): wall and CPU seconds of it and influxd."""
-    env = {"INFLUX_URL": influxd.url, "INFLUX_DB": DB, "LOG_LEVEL": "INFO",
+    influxd = store.influxd
+    env = {"INFLUX_URL": influxd.url, "INFLUX_DB": store.db, "LOG_LEVEL": "INFO",
            "INGEST_SPOOL_DIR": str(directory / "spool")}
     if path := registry_file(case.stations, directory):
         env["STATIONS_FILE"] = str(path)
@@ -335,13 +352,21 @@ _FIELD = {"integer": lambda v: f"{int(v)}i", "float": lambda v: repr(float(v)), 
 
 
 def rebuilt_hours(store: Store) -> tuple[int, int] | None:
-    """[first, last + 1 h) of the hours the rollups hold (``station_1h``: every station-hour with a reading)."""
-    ends = [store.influxd.query(f'SELECT "seq_count" FROM {_STATIONS} ORDER BY time {order} LIMIT 1', store.db)
-            for order in ("ASC", "DESC")]
-    if not all(ends):
+    """[first, end) of the first run of hours without a gap that the rollups hold (``station_1h``)."""
+    found = store.influxd.query(f'SELECT "seq_count" FROM {_STATIONS} ORDER BY time ASC LIMIT 1', store.db)
+    if not found:
         return None
-    first, last = (int(found[0]["values"][0][0]) for found in ends)
-    return first, last + HOUR_MS
+    first = int(found[0]["values"][0][0])
+    hours = store.influxd.query(f'SELECT count("seq_count") FROM {_STATIONS} WHERE time >= {first}ms '
+                                "GROUP BY time(1h) fill(0)", store.db)[0]["values"]
+    end = next((int(t) for t, n in hours if not n), int(hours[-1][0]) + HOUR_MS)
+    return first, end
+
+
+def rollup_station_years(store: Store) -> float:
+    """Station-years the rollups hold: their station-hours (a ``station_1h`` point each) over a year's hours."""
+    found = store.influxd.query(f'SELECT count("seq_count") FROM {_STATIONS}', store.db)
+    return int(found[0]["values"][0][1]) / (365 * 24) if found else 0.0
 
 
 def _rollup_lines(store: Store, measurement: str, built: tuple[int, int]) -> list[tuple[str, int]]:
@@ -389,11 +414,13 @@ def tier_bytes(directory: Path, tier: Tier) -> int:
                if f.is_file())
 
 
-def storage(directory: Path, case: Case) -> dict[str, float]:
-    per = case.stations * case.days / 365
+def storage(directory: Path, case: Case, rollup_years: float) -> dict[str, float]:
+    """Bytes of each tier, per station per year: raw over the case's days, rollups over their station-hours."""
     raw, rollup = tier_bytes(directory, Tier.RAW), tier_bytes(directory, Tier.ROLLUP)
-    return {"raw_bytes": raw, "rollup_bytes": rollup, "raw_bytes_per_station_year": round(raw / per),
-            "rollup_bytes_per_station_year": round(rollup / per)}
+    return {"raw_bytes": raw, "rollup_bytes": rollup,
+            "raw_bytes_per_station_year": round(raw / (case.stations * case.days / 365)),
+            "rollup_station_years": round(rollup_years, 2),
+            "rollup_bytes_per_station_year": round(rollup / rollup_years) if rollup_years else 0}
 
 
 # --- the table -----------------------------------------------------------------------------------------
@@ -465,7 +492,7 @@ def run(args: argparse.Namespace) -> None:
             marker.write_text(json.dumps(asdict(case)))
         report["case"] = asdict(case)
         if args.rebuild:
-            report["rebuild"] = rebuild(influxd, case, directory, days=args.rebuild_days)
+            report["rebuild"] = rebuild(store, case, directory, days=args.rebuild_days)
         ranges = [int(x) for x in args.ranges.split(",")]
         if args.fill_rollups:
             report["fill"] = fill_rollups(store, (case.end_ms - max(ranges) * DAY_MS, case.end_ms), args.connections)
@@ -475,11 +502,13 @@ def run(args: argparse.Namespace) -> None:
             (directory / f"timings-{args.label}.json").write_text(json.dumps(
                 [asdict(t) | {"timeout": args.timeout, "skipped": args.skip_raw_over is not None
                               and t.days > args.skip_raw_over} for t in timed], ensure_ascii=False, indent=1))
+        rollup_years = rollup_station_years(store)
     finally:
         influxd.stop()
-    report["storage"] = storage(directory / "influxd", case)
+    report["storage"] = storage(directory / "influxd", case, rollup_years)
     print(json.dumps(report, ensure_ascii=False, indent=2))
-    print(table(directory))
+    if any(directory.glob("timings-*.json")):
+        print(table(directory))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.long_range import Case, Store, case_registry, load, table, time_all
+import pytest
+
+from bench.long_range import (
+    Case,
+    Store,
+    case_registry,
+    fill_rollups,
+    load,
+    rebuild,
+    rebuilt_hours,
+    rollup_station_years,
+    table,
+    time_all,
+)
 from bench.station_data import DAY_MS
 from dashboards import alerts, provisioning
 from tests.rig import Influxd
@@ -38,3 +51,18 @@ def test_long_range_table_puts_before_and_after_side_by_side(tmp_path: Path) -> 
     (tmp_path / "timings-before.json").write_text(json.dumps([row | {"seconds": None}]))
     assert table(tmp_path).splitlines()[2] == "| d | p | now/M | 365 | > 60 | 0.040 |"
     assert "before (s) | after (s)" in table(tmp_path).splitlines()[0]
+
+
+def test_long_range_fill_copies_the_rebuilt_hours_over_the_range(influxd: Influxd, db: str, tmp_path: Path) -> None:
+    """The rollups the real rebuild made for one day, copied over three: three times the station-hours."""
+    stations = case_registry(3, tmp_path)
+    store = Store(influxd, db)
+    case = load(store, Case(3, 1, 1, END), stations, connections=2)
+    done = rebuild(store, case, tmp_path)
+    assert done["seconds"] is not None
+    built = rebuilt_hours(store)
+    assert built == (case.start_ms, case.end_ms), built
+    one_day = rollup_station_years(store)
+    assert one_day == pytest.approx(3 * 24 / (365 * 24)), "a point per station and hour"
+    filled = fill_rollups(store, (END - 3 * DAY_MS, END), connections=2)
+    assert rollup_station_years(store) == pytest.approx(3 * one_day), filled
