@@ -1,7 +1,8 @@
 """Long ranges: a year of the 45 stations (or 30 days of 1,000) in a real influxd, every panel timed.
 
     .venv/bin/python -m bench.long_range --data-dir DIR [--stations 45] [--days 365] [--reuse]
-        [--label before|after] [--rebuild] [--ranges 1,30,365] [--timeout 600] [--skip-raw-over DAYS]
+        [--label before|after] [--rebuild [--rebuild-days N]] [--fill-rollups] [--ranges 1,30,365]
+        [--timeout 600] [--skip-raw-over DAYS] [--no-timing]
 
 1. **Load** (skipped with ``--reuse`` when ``DIR`` holds this case already): the stations of the
    shipped registry (``--stations 45``) or of a synthetic one (``python -m simulator make-registry``,
@@ -10,7 +11,10 @@
    written to the bench's own influxd (``DIR/influxd``, a free port) with ``/write`` batches of
    5,000 points over ``--connections`` connections. Memory stays bounded (one day in flight).
 2. **Rebuild** (``--rebuild``): ``python -m ingest rollup --since DATE --until DATE`` over the
-   whole range, timed (wall and CPU of the child).
+   whole range (or its last ``--rebuild-days``), timed: wall, CPU of the command and of influxd.
+   ``--fill-rollups`` then copies the rebuilt hours over the rest of the longest range, shifted by
+   whole multiples of their span (:func:`fill_rollups`): for timing the rollup dashboards where
+   the machine had no time to rebuild it all (a query costs what its points and series cost).
 3. **Time** every panel query and alert query of every committed dashboard (built from the case's
    registry) at each of ``--ranges`` days ending at the data's end, interpolated as Grafana does
    (``tests/dashboards/grafana.py``: ``$timeFilter``, ``$__interval``, variables as "All" or the
@@ -46,14 +50,13 @@ from typing import Any, Final, Self
 from bench.ingest_throughput import proc_stats
 from bench.station_data import DAY_MS, StationDays
 from dashboards import alerts, datasource, provisioning
-from dashboards.builder import Dashboard, Panel
-from dashboards.influxql import DAY, IN_DISTRICT, IN_STATION, TIME
+from dashboards.builder import Dashboard
 from ingest.influxql import InfluxQL
 from ingest.lineprotocol import string_field, tag
 from ingest.retention import ensure
 from simulator.synthetic import make_registry
 from telemetry import registry
-from telemetry.storage import CHARGER_1H, HOUR_MS, OCCUPANCY_1H, ROLLUPS, STATION_1H, Tier, qualified
+from telemetry.storage import HOUR_MS, ROLLUPS, STATION_1H, Tier, qualified
 from tests.dashboards.grafana import TimeRange, VariableValue, interpolate, interval_ms
 from tests.rig import ROOT, Influxd, child_env
 
@@ -254,26 +257,7 @@ def _rollup(measurement: str) -> str:
     return qualified(Tier.ROLLUP, measurement)
 
 
-_OCC, _CHARGERS, _STATIONS = _rollup(OCCUPANCY_1H), _rollup(CHARGER_1H), _rollup(STATION_1H)
-_VISITS = f'SELECT sum("visits") AS "visits" FROM {_OCC} WHERE {TIME} AND {IN_DISTRICT}'
-ROLLUP_READS: Final[dict[tuple[str, str], tuple[str, ...]]] = {
-    ("yizhan-overview", "每日人次 Visits per day, by district"): (f'{_VISITS} GROUP BY {DAY}, "district" fill(none)',),
-    ("yizhan-overview", "本月人次 Visits this month, by district"): (f'{_VISITS} GROUP BY "district"',),
-    ("yizhan-overview", "本月人次 Visits this month, per station"): (f'{_VISITS} GROUP BY "station", "district"',),
-    ("yizhan-overview", "每日人次 Visits per station and day (selected range)"): (
-        f'{_VISITS} GROUP BY {DAY}, "station", "district" fill(none)',),
-    ("yizhan-station", "每日用电 Energy per day, per charger"): (
-        (f'SELECT sum("energy_wh") AS "energy_wh" FROM {_CHARGERS} WHERE {IN_STATION} AND {TIME} '
-        f'GROUP BY {DAY}, "charger" fill(none)'),),
-    ("yizhan-station", "序号缺口 Open seq gaps"): (
-        (f'SELECT max("seq_last") - min("seq_first") + 1 - sum("seq_count") AS "gaps" FROM {_STATIONS} '
-        f"WHERE {IN_STATION} AND {TIME}"),),
-    ("yizhan-completeness", "人数 Occupancy: minutes with a reading (%)"): (
-        (f'SELECT 100 * sum("minutes") / sum("expected") AS "pct" FROM {_OCC} WHERE {TIME} AND {IN_DISTRICT} '
-        'GROUP BY time($__interval), "station" fill(none)'),),
-}
-"""Where the dashboards do not read rollups yet: the long-range panels' figures read from the
-rollups as ``docs/rollups.md`` ("Reading them") says, closed hours only (no raw open hour)."""
+_STATIONS: Final = _rollup(STATION_1H)
 
 
 def time_queries(store: Store, texts: tuple[str, ...], window: TimeRange, min_interval: str,
@@ -289,18 +273,14 @@ def time_queries(store: Store, texts: tuple[str, ...], window: TimeRange, min_in
     return total, rows
 
 
-def _texts(dashboard: Dashboard, panel: Panel, reads: dict[tuple[str, str], tuple[str, ...]]) -> tuple[str, ...]:
-    return reads.get((dashboard.uid, panel.title or "")) or tuple(q.text for q in panel.queries)
-
-
 def time_all(store: Store, stations: registry.Registry, case: Case, ranges: list[int], *, timeout: float,
-             skip_over: int | None, reads: dict[tuple[str, str], tuple[str, ...]] | None = None) -> list[Timed]:
-    """Every panel (its queries, or ``reads`` in their place) and alert rule over each range, timed."""
+             skip_over: int | None) -> list[Timed]:
+    """Every panel and alert rule over each range, timed."""
     out = []
     for dashboard in provisioning.dashboards(stations).values():
         chosen = variables(store, dashboard)
         for panel in (p for row in dashboard.rows for p in row.panels):
-            texts = _texts(dashboard, panel, reads or {})
+            texts = tuple(q.text for q in panel.queries)
             for days in ranges:
                 window = TimeRange(case.end_ms - days * DAY_MS, case.end_ms)
                 seconds, rows = (None, 0) if skip_over is not None and days > skip_over else time_queries(
@@ -462,8 +442,6 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per query")
     parser.add_argument("--skip-raw-over", type=int, default=None, help="time no range longer than this (days)")
     parser.add_argument("--no-timing", action="store_true")
-    parser.add_argument("--rollup-reads", action="store_true",
-                        help="time the long-range panels' figures read from the rollups (ROLLUP_READS) in their place")
     parser.add_argument("--fill-rollups", action="store_true",
                         help="copy the rebuilt rollups over the rest of the longest range (for timing: fill_rollups)")
     parser.add_argument("--rebuild-days", type=int, default=None, help="rebuild only the last N days of the range")
@@ -497,8 +475,7 @@ def run(args: argparse.Namespace) -> None:
         if args.fill_rollups:
             report["fill"] = fill_rollups(store, (case.end_ms - max(ranges) * DAY_MS, case.end_ms), args.connections)
         if not args.no_timing:
-            timed = time_all(store, stations, case, ranges, timeout=args.timeout, skip_over=args.skip_raw_over,
-                             reads=ROLLUP_READS if args.rollup_reads else None)
+            timed = time_all(store, stations, case, ranges, timeout=args.timeout, skip_over=args.skip_raw_over)
             (directory / f"timings-{args.label}.json").write_text(json.dumps(
                 [asdict(t) | {"timeout": args.timeout, "skipped": args.skip_raw_over is not None
                               and t.days > args.skip_raw_over} for t in timed], ensure_ascii=False, indent=1))
