@@ -406,18 +406,19 @@ def storage(directory: Path, case: Case, rollup_years: float) -> dict[str, float
 # --- the table -----------------------------------------------------------------------------------------
 
 def table(directory: Path) -> str:
-    """Markdown: panel, range, seconds per label (before, after), from the runs kept in ``directory``."""
+    """Markdown, a row per panel: seconds at each range for each label (before, after), from ``directory``'s runs."""
     runs = {p.stem.removeprefix("timings-"): {(t["dashboard"], t["panel"], t["days"]): t
                                                for t in json.loads(p.read_text())}
             for p in sorted(directory.glob("timings-*.json"), key=lambda p: p.stem != "timings-before")}
     keys = list(dict.fromkeys(k for timings in runs.values() for k in timings))
-    labels = list(runs)
-    lines = ["| dashboard | panel | own range | days | " + " | ".join(f"{x} (s)" for x in labels) + " |",
-             "| --- | --- | --- | --- | " + " | ".join("---" for _ in labels) + " |"]
-    for key in keys:
-        first = next(r[key] for r in runs.values() if key in r)
-        cells = [_cell(runs[x].get(key)) for x in labels]
-        lines.append(f"| {key[0]} | {key[1]} | {first['own_range']} | {key[2]} | " + " | ".join(cells) + " |")
+    panels = list(dict.fromkeys(k[:2] for k in keys))
+    columns = [(days, label) for days in dict.fromkeys(k[2] for k in keys) for label in runs]
+    lines = ["| dashboard | panel | own range | " + " | ".join(f"{d} d {x} (s)" for d, x in columns) + " |",
+             "| --- | --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
+    for panel in panels:
+        own = next(r[k]["own_range"] for r in runs.values() for k in r if k[:2] == panel)
+        cells = [_cell(runs[label].get((*panel, days))) for days, label in columns]
+        lines.append(f"| {panel[0]} | {panel[1]} | {own} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
