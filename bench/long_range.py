@@ -299,7 +299,8 @@ def time_all(store: Store, stations: registry.Registry, case: Case, ranges: list
 
 # --- rebuild and storage -------------------------------------------------------------------------------
 
-def rebuild(store: Store, case: Case, directory: Path, *, days: int | None = None) -> dict[str, object]:
+def rebuild(store: Store, case: Case, directory: Path, *, days: int | None = None,
+            chunk_hours: int = 24) -> dict[str, object]:
     """``python -m ingest rollup`` over the case's range (its last ``days``): wall and CPU seconds of it and influxd."""
     influxd = store.influxd
     env = {"INFLUX_URL": influxd.url, "INFLUX_DB": store.db, "LOG_LEVEL": "INFO",
@@ -312,13 +313,14 @@ def rebuild(store: Store, case: Case, directory: Path, *, days: int | None = Non
     influx_cpu = _cpu(influxd)
     started = time.monotonic()
     with (directory / "rebuild.log").open("ab") as log:
-        done = subprocess.run([sys.executable, "-m", "ingest", "rollup", "--since", since, "--until", until],
+        done = subprocess.run([sys.executable, "-m", "ingest", "rollup", "--since", since, "--until", until,
+                               "--chunk-hours", str(chunk_hours)],
                               cwd=ROOT, env=child_env(env), stdout=log, stderr=log, check=False)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"the rebuild exited {done.returncode}: {(directory / 'rebuild.log').read_text()[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"seconds": round(seconds, 1), "since": since, "until": until,
+    return {"seconds": round(seconds, 1), "since": since, "until": until, "chunk_hours": chunk_hours,
             "rebuild_cpu_s": round(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime, 1),
             "influxd_cpu_s": round(_cpu(influxd) - influx_cpu, 1)}
 
@@ -445,6 +447,7 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true")
     parser.add_argument("--fill-rollups", action="store_true",
                         help="copy the rebuilt rollups over the rest of the longest range (for timing: fill_rollups)")
+    parser.add_argument("--chunk-hours", type=int, default=24, help="the rebuild's --chunk-hours")
     parser.add_argument("--rebuild-days", type=int, default=None, help="rebuild only the last N days of the range")
     args = parser.parse_args()
     run(args)
@@ -471,7 +474,7 @@ def run(args: argparse.Namespace) -> None:
             marker.write_text(json.dumps(asdict(case)))
         report["case"] = asdict(case)
         if args.rebuild:
-            report["rebuild"] = rebuild(store, case, directory, days=args.rebuild_days)
+            report["rebuild"] = rebuild(store, case, directory, days=args.rebuild_days, chunk_hours=args.chunk_hours)
         ranges = [int(x) for x in args.ranges.split(",")]
         if args.fill_rollups:
             report["fill"] = fill_rollups(store, (case.end_ms - max(ranges) * DAY_MS, case.end_ms), args.connections)
