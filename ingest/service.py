@@ -123,7 +123,7 @@ async def _ensure_tiers(ql: InfluxQL, settings: Settings) -> bool:
         async with asyncio.timeout(_TIERS_RETRY_SECONDS * 2):
             await retention.ensure(ql, database=settings.influx_db, days=settings.retention_days)
     except (InfluxError, TimeoutError) as exc:
-        logger.info("retention policies not checked yet (%s): retrying", exc)
+        logger.info("retention policies not checked yet (%r): retrying", exc)
         return False
     return True
 

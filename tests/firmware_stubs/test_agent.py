@@ -95,7 +95,10 @@ async def test_agent_replays_oldest_first_in_batches_at_its_rate_while_live_read
     for t in {t for t, _doc in batches if t >= reconnected}:
         sent = sum(len(doc) for u, doc in batches if reconnected <= u <= t)
         assert sent <= 3 * (round(t - reconnected) + 1), "the backlog went faster than replay_rate"
-    assert [r["seq"] for r in backlog] == sorted(r["seq"] for r in backlog), "backlog not sent oldest first"
+    # QoS 1 is at least once: a batch whose PUBACK was slow (on a loaded machine) may go again with the next
+    # step; what is new in each step must still be the oldest not sent yet
+    first_sent = list(dict.fromkeys(r["seq"] for r in backlog))
+    assert first_sent == sorted(first_sent), "backlog not sent oldest first"
     arrivals = [doc for _t, _m, doc in after]
     first_live = next(i for i, doc in enumerate(arrivals) if isinstance(doc, dict) and doc["ts"] > restored_ms)
     last_batch = max(i for i, doc in enumerate(arrivals) if isinstance(doc, list))

@@ -34,9 +34,12 @@ def city(tmp_path_factory: pytest.TempPathFactory, influxd: Influxd) -> Iterator
                  what="the 45 simulated stations online in the gateway")
         wait_for(lambda: stack.influxd.count("occupancy", "people", stack.db) >= 45 * 60, timeout=90,
                  what="the simulated hour in InfluxDB")
-        # the total can be reached by live readings of fast stations while S's backfill still drains
-        wait_for(lambda: stack.influxd.count("occupancy", "people", stack.db, f"WHERE station = '{S}'") >= 60,
-                 timeout=90, what=f"{S}'s simulated hour in InfluxDB")
+        # the total is reached early by on-change and live readings while S's backfill still drains
+        # (oldest first): wait until S's readings fill every five minutes of the hour
+        buckets = (f"SELECT count(people) FROM occupancy WHERE station = '{S}' AND time > now() - 65m "
+                   "GROUP BY time(5m) fill(none)")
+        wait_for(lambda: len((stack.influxd.query(buckets, stack.db) or [{"values": []}])[0]["values"]) >= 12,
+                 timeout=120, what=f"{S}'s simulated hour in InfluxDB, every five minutes of it")
         yield stack
     finally:
         simulator.send_signal(signal.SIGINT)
