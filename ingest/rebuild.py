@@ -122,8 +122,8 @@ async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int,
     done_ms = resumed if resumed is not None and start <= resumed <= end else start
     chunks = [(t, min(t + chunk_hours * HOUR_MS, end)) for t in range(done_ms, end, chunk_hours * HOUR_MS)]
     started = clock()
-    state = _Run(writer, stations, mark, done_ms, (end - start) // HOUR_MS, started, resumed, on_progress)
-    state.columns = columns
+    state = _Run(writer, stations, mark, done_ms, (end - start) // HOUR_MS, started, resumed, on_progress,
+                 columns=columns)
     if resumed is not None and done_ms > start:
         logger.info("resuming at %d (%d of %d hours were done)", done_ms, (done_ms - start) // HOUR_MS,
                     (end - start) // HOUR_MS)
@@ -142,11 +142,11 @@ class _Run:
 
     def __init__(self, writer: Writer, stations: frozenset[str] | None, mark: _Checkpoint, done_ms: int,
                  hours_total: int, started: float, resumed: int | None,
-                 on_progress: Callable[[Progress], None] | None) -> None:
+                 on_progress: Callable[[Progress], None] | None, *, columns: bool) -> None:
         self.writer, self.stations, self.mark = writer, stations, mark
         self.done_ms, self.finished, self.points = done_ms, set[tuple[int, int]](), 0
         self.hours_total, self.started, self.resumed, self.on_progress = hours_total, started, resumed, on_progress
-        self.columns = True
+        self.columns = columns
 
     async def chunk(self, ql: InfluxQL, start_ms: int, end_ms: int, range_start: int) -> None:
         points = await compute(ql, Window(start_ms, end_ms, self.stations), columns=self.columns)

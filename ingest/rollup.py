@@ -125,9 +125,9 @@ class RollupPoint:
 # --- the statements ---------------------------------------------------------------------------
 
 
-def _aggregates(spec: _Spec, w: Window) -> str:
-    selects = ", ".join(["count(seq) AS readings", "min(seq) AS seq_first", "max(seq) AS seq_last",
-                         *(f'{fn}("{field}") AS {alias}' for fn, field, alias in spec.aggregates)])
+def _aggregates(spec: _Spec, w: Window, *, seq: bool = True) -> str:
+    seqs = ["count(seq) AS readings", "min(seq) AS seq_first", "max(seq) AS seq_last"] if seq else []
+    selects = ", ".join([*seqs, *(f'{fn}("{field}") AS {alias}' for fn, field, alias in spec.aggregates)])
     return f"SELECT {selects} FROM {qualified(Tier.RAW, spec.raw)} WHERE {w.where()} GROUP BY time(1h), * fill(none)"
 
 
@@ -169,8 +169,8 @@ def _columns(spec: _Spec, w: Window) -> str:
 
 
 def _column_statements(spec: _Spec, w: Window) -> list[str]:
-    """The aggregates, the raw columns the minutes and steps are counted from, the counter before."""
-    out = [_aggregates(spec, w), _columns(spec, w)]
+    """The aggregates but seq's, the raw columns the rest is counted from, the counter before."""
+    out = [_aggregates(spec, w, seq=False), _columns(spec, w)]
     if spec.counter:
         out.append(_last(spec, w, w.start_ms - _LOOKBACK_MS, w.start_ms))
     return out
@@ -236,13 +236,19 @@ class _Measurement:
 
     @classmethod
     def from_columns(cls, spec: _Spec, results: list[list[Table]]) -> _Measurement:
-        """Minutes and steps computed here from the raw columns read back (:func:`_column_statements`)."""
+        """Readings, seq range, minutes and steps counted here from the raw columns read back
+        (:func:`_column_statements`), the other aggregates by InfluxDB."""
         aggregates, columns, *before = results
-        m = cls(spec, [t.series() for t in aggregates])
+        m = cls(spec, [])
         if spec.counter:
             m.before = _selected([t.series() for t in before[0]])
         for table in columns:
             m._count(table)
+        for series in (t.series() for t in aggregates):
+            tags = _tags(series)
+            for row in series.rows:
+                if (mine := m.rows.get((tags, int(row["time"])))) is not None:
+                    mine.update((k, v) for k, v in row.items() if k != "time")
         return m
 
     def _count(self, table: Table) -> None:
@@ -251,13 +257,13 @@ class _Measurement:
         previous = self.before.get(tags, (0, None))[1]
         hourly = hourly_columns(table.values, at(spec.counter) if spec.counter else 0,
                                 at(spec.fault) if spec.fault else 0, previous)
-        for hour, (minutes, fault_minutes, steps) in hourly.items():
-            if (row := self.rows.get((tags, hour))) is not None:
-                row["minutes"] = minutes
-                if spec.fault:
-                    row["fault_minutes"] = fault_minutes
-                if spec.counter:
-                    row[spec.steps] = steps
+        for hour, (minutes, fault_minutes, steps, readings, seq_first, seq_last) in hourly.items():
+            row = self.rows[tags, hour] = {"readings": readings, "seq_first": seq_first, "seq_last": seq_last,
+                                           "minutes": minutes}
+            if spec.fault:
+                row["fault_minutes"] = fault_minutes
+            if spec.counter:
+                row[spec.steps] = steps
 
     def _merge(self, results: list[Series], column: str, name: str) -> None:
         for key, value in _hourly(results, column):
@@ -302,20 +308,26 @@ class _Measurement:
 
 def hourly_columns(values: list[list[Any]], counter: int, fault: int, previous: float | None) -> \
         dict[int, list[Any]]:
-    """The definition's minutes, fault minutes and counter steps per hour, from one series' raw rows
-    in time order (``[time, seq, ...]``; ``counter``, ``fault``: their columns, 0 for none), the
-    counter's reading before the first row (or None). What InfluxDB computes in :func:`_minutes` and
-    :func:`_steps`: a minute counts once, a step is ``max(0, value - previous value)``."""
+    """Per hour ``[minutes, fault minutes, counter steps, readings, min seq, max seq]`` from one
+    series' raw rows in time order (``[time, seq, ...]``; ``counter``, ``fault``: their columns, 0 for
+    none), ``previous`` the counter's reading before the first row (or None). The definition, as
+    InfluxDB computes it in :func:`_aggregates`, :func:`_minutes` and :func:`_steps`: a minute counts
+    once, a step is ``max(0, value - previous value)``. Every raw point has a seq (the contract's)."""
     out: dict[int, list[Any]] = {}
     acc: list[Any] = []
     minute = fault_minute = -1
     for row in values:
-        t = row[0]
+        t, seq = row[0], row[1]
         if (m := t // 60_000) != minute:
             minute = m
             if (hour := t - t % HOUR_MS) not in out:
-                acc = out[hour] = [0, 0, 0]
+                acc = out[hour] = [0, 0, 0, 0, seq, seq]
             acc[0] += 1
+        acc[3] += 1
+        if seq < acc[4]:
+            acc[4] = seq
+        elif seq > acc[5]:
+            acc[5] = seq
         if fault and row[fault] is not None and m != fault_minute:
             fault_minute = m
             acc[1] += 1
