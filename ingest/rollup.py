@@ -6,8 +6,11 @@ ranges; a count of one-minute buckets for the minutes with a reading; the counte
 energy) as the hourly ``sum`` of ``non_negative_difference`` over the window and the hour before it.
 A series whose first reading in the window has no reading in that hour before gets its first step
 from its last reading up to ``MAX_AGE_MS`` before the window (one more, small, query). Reading the
-raw points back instead would cost ingest about a microsecond of JSON decoding per point, a tenth
-of what ingesting the point cost (``bench/rollup_cost.py`` measures both).
+raw points back instead would cost ingest about a microsecond of decoding per point, a tenth of
+what ingesting the point cost (``bench/rollup_cost.py`` measures both). The rebuild, where the
+server's CPU is the limit, does just that (``compute(..., columns=True)``): the ``seq``, counter and
+fault columns read back as MessagePack, and the readings, seq range, minutes and steps counted by
+:func:`hourly_columns` with the same rules.
 
 A window is ``[start, end)`` on hour boundaries, for all stations or some; every hour of it that
 holds a reading of a series gets that series' rollup point (and the station's ``station_1h``).
