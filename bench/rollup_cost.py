@@ -6,9 +6,12 @@ Writes ``--days`` of the registry's first ``--stations`` reporting stations at t
 rates (occupancy every 60 s and on change, each charger every 30 s, each sensor every 60 s) as line
 protocol into a fresh ``influxd`` (tests/rig.py), then measures:
 
-1. **rebuild**: ``ingest.rebuild.rebuild`` over the whole range (wall time, points), and that time
-   scaled to a year (the work is per raw point: the queries scan each point a fixed number of
-   times), against the target of 10 minutes for a year of 45 stations;
+1. **rebuild**: ``ingest.rebuild.rebuild`` over the whole range, twice: all in InfluxDB (as the
+   keeper computes, ``columns=False``), then as the rebuild does (minutes and steps counted in
+   Python from the raw columns read back as MessagePack): wall time, points, influxd's CPU and this
+   process's, and that time scaled to a year (the work is per raw point: the queries scan each
+   point a fixed number of times), against the target of 10 minutes for a year of 45 stations
+   (``--no-compare``: the second only);
 2. **keeping current**: at 10,000 readings/s (about 80,000 stations at these rates) the keeper
    recomputes each closed hour of 500 stations at a time (its ``max_pairs``). So a second influxd
    gets three hours of ``--keep-stations`` (500) stations, and the keeper (``ingest.keeper.Keeper``)
@@ -156,7 +159,27 @@ async def keep_current(tmp: Path, n_stations: int) -> dict[str, float]:
             "us_per_reading": cpu / in_hour * 1e6, "influxd_us_per_reading": db_cpu / in_hour * 1e6}
 
 
-async def measure(n_stations: int, days: int, concurrency: int, keep_stations: int, ingest_us: float) -> None:
+async def rebuild_once(influxd: Influxd, db: str, start: int, days: int, concurrency: int, points: int,
+                       n_stations: int, *, columns: bool) -> None:
+    """One rebuild of the whole range: wall time, this process's and influxd's CPU, a year projected."""
+    cpu0, db0 = time.process_time(), influxd_cpu(influxd)
+    async with InfluxQL(url=influxd.url, database=db) as ql, \
+            InfluxV1Writer(url=influxd.url, database=db, timeout=300) as writer:
+        summary = await rebuild(ql=ql, writer=writer, database=db, since_ms=start, until_ms=start + days * DAY_MS,
+                                concurrency=concurrency, columns=columns)
+    cpu, db_cpu = time.process_time() - cpu0, influxd_cpu(influxd) - db0
+    scale = 365 / days * 45 / n_stations
+    year, year_cpu = summary.seconds * scale, (cpu + db_cpu) * scale
+    way = "minutes and steps in Python (msgpack columns)" if columns else "all in InfluxDB (as the keeper)"
+    print(f"rebuild, {way}: {summary.hours} hours, {summary.points:,} rollup points in {summary.seconds:.1f} s "
+          f"({points / summary.seconds:,.0f} raw points/s, concurrency {concurrency}); CPU: influxd {db_cpu:.1f} s "
+          f"({db_cpu / points * 1e6:.2f} µs a point), rebuild process {cpu:.1f} s ({cpu / points * 1e6:.2f} µs a "
+          f"point); scaled to a year of 45 stations: {year:.0f} s = {year / 60:.1f} min wall (target < 10 min), "
+          f"{year_cpu / 60:.1f} min of CPU", flush=True)
+
+
+async def measure(n_stations: int, days: int, concurrency: int, keep_stations: int, ingest_us: float, *,
+                  compare: bool = True) -> None:
     stations = list(registry.load().reporting)[:n_stations]
     start = hour_of(int(time.time() * 1000)) - (days + 1) * DAY_MS
     start -= start % DAY_MS
@@ -170,20 +193,17 @@ async def measure(n_stations: int, days: int, concurrency: int, keep_stations: i
             points = await write_data(influxd, db, stations, start, days)
             print(f"wrote {points:,} raw points ({n_stations} stations, {days} days) in {time.monotonic() - t0:.0f} s",
                   flush=True)
-            async with InfluxQL(url=influxd.url, database=db) as ql, \
-                    InfluxV1Writer(url=influxd.url, database=db, timeout=300) as writer:
-                summary = await rebuild(ql=ql, writer=writer, database=db, since_ms=start,
-                                        until_ms=start + days * DAY_MS, concurrency=concurrency)
-            year = summary.seconds * 365 / days * 45 / n_stations
-            print(f"rebuild: {summary.hours} hours, {summary.points:,} rollup points in {summary.seconds:.1f} s "
-                  f"({points / summary.seconds:,.0f} raw points/s, concurrency {concurrency}); scaled to a year of "
-                  f"45 stations: {year:.0f} s = {year / 60:.1f} min (target < 10 min)", flush=True)
+            for columns in (False, True) if compare else (True,):
+                await rebuild_once(influxd, db, start, days, concurrency, points, n_stations, columns=columns)
         finally:
             influxd.stop()
         keep = await keep_current(Path(tmp), keep_stations)
     hot = hot_path_us()
     cost = keep["us_per_reading"] + hot
-    ingest_now = ingest_us * await hot_path.measure(50_000, 1, 50, profile=False) / HOT_PATH_QUIET_US
+    gauge = await hot_path.measure(50_000, 1, 50, profile=False)
+    ingest_now = ingest_us * gauge / HOT_PATH_QUIET_US
+    print(f"load gauge: bench.hot_path {gauge:.1f} µs a single-reading message in this run "
+          f"({HOT_PATH_QUIET_US} µs on a quiet machine)")
     print(f"keeping current: one hour of {keep['stations']:.0f} stations ({keep['readings']:,.0f} readings) recomputed "
           f"in {keep['wall_s']:.1f} s; ingest CPU {keep['us_per_reading']:.3f} µs per reading + hot path {hot:.3f} µs "
           f"= {cost / ingest_now:.1%} of ingest's CPU per reading in this run ({ingest_now:.1f} µs: {ingest_us} µs "
@@ -199,8 +219,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--keep-stations", type=int, default=500, help="stations of the keeper's hour")
     parser.add_argument("--ingest-us", type=float, default=8.8, help="ingest CPU per reading, µs (docs/scaling.md)")
+    parser.add_argument("--no-compare", action="store_true", help="skip the rebuild all in InfluxDB")
     args = parser.parse_args()
-    asyncio.run(measure(args.stations, args.days, args.concurrency, args.keep_stations, args.ingest_us))
+    asyncio.run(measure(args.stations, args.days, args.concurrency, args.keep_stations, args.ingest_us,
+                        compare=not args.no_compare))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,12 @@
 
 The rollups are computed from InfluxQL aggregates (``ingest/rollup.py``); this client sends a
 request of several statements and hands back each statement's series. The request asks for
-``epoch=ms`` (integer timestamps, not RFC 3339 text to parse). Errors: :class:`InfluxUnavailableError`
-(unreachable, timed out, 5xx, auth) or :class:`InfluxQueryError` (a statement refused).
+``epoch=ms`` (integer timestamps, not RFC 3339 text to parse). :meth:`InfluxQL.tables` asks for the
+same result as MessagePack (``Accept: application/x-msgpack``, which InfluxDB 1.x answers: 40% fewer
+bytes and half the decoding of JSON) uncompressed (gzip would cost the server CPU on a local link),
+and leaves each series' values as lists: for reading raw columns back. Errors:
+:class:`InfluxUnavailableError` (unreachable, timed out, 5xx, auth) or :class:`InfluxQueryError` (a
+statement refused).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import msgpack
 
 from ingest.exceptions import InfluxQueryError, InfluxUnavailableError
 from ingest.writer import map_httpx
@@ -31,6 +36,19 @@ class Series:
     name: str
     tags: dict[str, str]
     rows: list[dict[str, Any]]
+
+
+@dataclass(slots=True, frozen=True)
+class Table:
+    """One series of a statement's result as InfluxDB sends it: tags sorted by key, rows as lists."""
+
+    name: str
+    tags: dict[str, str]
+    columns: list[str]
+    values: list[list[Any]]
+
+    def series(self) -> Series:
+        return Series(self.name, self.tags, [dict(zip(self.columns, v, strict=True)) for v in self.values])
 
 
 class InfluxQL:
@@ -66,27 +84,57 @@ class InfluxQL:
 
     async def query(self, statements: Sequence[str]) -> list[list[Series]]:
         """Run the statements in one request; the series of each, in order."""
+        body = await self._post(statements, {})
+        return [[_series(s) for s in result] for result in _results(body, statements)]
+
+    async def tables(self, statements: Sequence[str]) -> list[list[Table]]:
+        """:meth:`query`, the series as :class:`Table` (MessagePack on the wire)."""
+        body = await self._post(statements, {"Accept": "application/x-msgpack", "Accept-Encoding": "identity"})
+        return [[_table(s) for s in result] for result in _results(body, statements)]
+
+    async def _post(self, statements: Sequence[str], headers: dict[str, str]) -> dict[str, Any]:
         text = ";\n".join(statements)
         with map_httpx():
-            response = await self._http.post("/query", data={"q": text, "db": self._db, "epoch": "ms"})
+            response = await self._http.post("/query", data={"q": text, "db": self._db, "epoch": "ms"},
+                                             headers=headers)
         if response.status_code >= 500 or response.status_code in (401, 403, 404, 408, 429):
             raise InfluxUnavailableError(f"query: HTTP {response.status_code}: {response.text[:300]}")
         try:
-            body = response.json()
+            body = _decode(response)
         except ValueError as exc:
-            raise InfluxUnavailableError(f"query: HTTP {response.status_code}: not JSON") from exc
+            raise InfluxUnavailableError(f"query: HTTP {response.status_code}: not JSON or MessagePack") from exc
         if "error" in body:
             raise InfluxQueryError(text, str(body["error"]))
-        out: list[list[Series]] = []
-        for result, statement in zip(body.get("results", []), statements, strict=True):
-            if "error" in result:
-                raise InfluxQueryError(statement, str(result["error"]))
-            out.append([_series(s) for s in result.get("series", [])])
-        return out
+        return body
 
     async def execute(self, statement: str) -> None:
         """A statement without a result worth reading (``CREATE RETENTION POLICY``, ...)."""
         await self.query([statement])
+
+
+def _decode(response: httpx.Response) -> dict[str, Any]:
+    if response.headers.get("content-type", "").startswith("application/x-msgpack"):
+        body = msgpack.unpackb(response.content, raw=False, strict_map_key=False)
+    else:
+        body = response.json()
+    if not isinstance(body, dict):
+        raise ValueError("not an object")  # noqa: TRY004 - translated to InfluxUnavailableError by the caller
+    return body
+
+
+def _results(body: dict[str, Any], statements: Sequence[str]) -> list[list[dict[str, Any]]]:
+    """Each statement's raw series, a statement's error raised."""
+    out = []
+    for result, statement in zip(body.get("results", []), statements, strict=True):
+        if "error" in result:
+            raise InfluxQueryError(statement, str(result["error"]))
+        out.append(result.get("series") or [])
+    return out
+
+
+def _table(raw: dict[str, Any]) -> Table:
+    return Table(raw.get("name", ""), dict(sorted((raw.get("tags") or {}).items())), raw["columns"],
+                 raw.get("values") or [])
 
 
 def _series(raw: dict[str, Any]) -> Series:

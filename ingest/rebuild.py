@@ -1,7 +1,8 @@
 """Rebuild the rollups of a past range from the raw points stored (``python -m ingest rollup``).
 
-The range is cut in chunks of hours, computed a few at once (:func:`ingest.rollup.compute`) and
-written to the ``rollup`` tier. Only closed hours: the range ends at the current hour at the
+The range is cut in chunks of hours, computed a few at once (:func:`ingest.rollup.compute`, the
+minutes and counter steps counted here from the raw columns read back: half of InfluxDB's CPU of
+computing them there) and written to the ``rollup`` tier. Only closed hours: the range ends at the current hour at the
 latest. A checkpoint file records how far the chunks are done, without a gap, so an interrupted
 rebuild of the same range resumes there; it is removed once the range is done. Computing an
 hour again writes the same points (one point per series and hour), so a rebuild is idempotent.
@@ -98,7 +99,7 @@ async def write_points(writer: Writer, lines: list[str]) -> None:
 async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int, until_ms: int | None = None,
                   stations: frozenset[str] | None = None, chunk_hours: int = 24, concurrency: int = 2,
                   checkpoint: Path | None = None, on_progress: Callable[[Progress], None] | None = None,
-                  clock: Callable[[], float] = time.time) -> Summary:
+                  columns: bool = True, clock: Callable[[], float] = time.time) -> Summary:
     """Recompute and write the rollups of the closed hours in ``[since_ms, until_ms)``.
 
     Args:
@@ -110,6 +111,8 @@ async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int,
         chunk_hours, concurrency: hours per computation, computations at once.
         checkpoint: a file to resume from and record progress in (None: no resuming).
         on_progress: called after each chunk.
+        columns: count the minutes and steps in this process from the raw columns read back
+            (:func:`ingest.rollup.compute`); False: all in InfluxDB, as the keeper does.
     """
     start = hour_of(since_ms)
     end = min(hour_of(until_ms) if until_ms is not None else hour_of(int(clock() * 1000)),
@@ -120,7 +123,8 @@ async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int,
     done_ms = resumed if resumed is not None and start <= resumed <= end else start
     chunks = [(t, min(t + chunk_hours * HOUR_MS, end)) for t in range(done_ms, end, chunk_hours * HOUR_MS)]
     started = clock()
-    state = _Run(writer, stations, mark, done_ms, (end - start) // HOUR_MS, started, resumed, on_progress)
+    state = _Run(writer, stations, mark, done_ms, (end - start) // HOUR_MS, started, resumed, on_progress,
+                 columns=columns)
     if resumed is not None and done_ms > start:
         logger.info("resuming at %d (%d of %d hours were done)", done_ms, (done_ms - start) // HOUR_MS,
                     (end - start) // HOUR_MS)
@@ -139,13 +143,14 @@ class _Run:
 
     def __init__(self, writer: Writer, stations: frozenset[str] | None, mark: _Checkpoint, done_ms: int,
                  hours_total: int, started: float, resumed: int | None,
-                 on_progress: Callable[[Progress], None] | None) -> None:
+                 on_progress: Callable[[Progress], None] | None, *, columns: bool) -> None:
         self.writer, self.stations, self.mark = writer, stations, mark
         self.done_ms, self.finished, self.points = done_ms, set[tuple[int, int]](), 0
         self.hours_total, self.started, self.resumed, self.on_progress = hours_total, started, resumed, on_progress
+        self.columns = columns
 
     async def chunk(self, ql: InfluxQL, start_ms: int, end_ms: int, range_start: int) -> None:
-        points = await compute(ql, Window(start_ms, end_ms, self.stations))
+        points = await compute(ql, Window(start_ms, end_ms, self.stations), columns=self.columns)
         await write_points(self.writer, [p.line() for p in points])
         self.points += len(points)
         self.finished.add((start_ms, end_ms))

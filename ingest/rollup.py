@@ -6,8 +6,11 @@ ranges; a count of one-minute buckets for the minutes with a reading; the counte
 energy) as the hourly ``sum`` of ``non_negative_difference`` over the window and the hour before it.
 A series whose first reading in the window has no reading in that hour before gets its first step
 from its last reading up to ``MAX_AGE_MS`` before the window (one more, small, query). Reading the
-raw points back instead would cost ingest about a microsecond of JSON decoding per point, a tenth
-of what ingesting the point cost (``bench/rollup_cost.py`` measures both).
+raw points back instead would cost ingest about a microsecond of decoding per point, a tenth of
+what ingesting the point cost (``bench/rollup_cost.py`` measures both). The rebuild, where the
+server's CPU is the limit, does just that (``compute(..., columns=True)``): the ``seq``, counter and
+fault columns read back as MessagePack, and the readings, seq range, minutes and steps counted by
+:func:`hourly_columns` with the same rules.
 
 A window is ``[start, end)`` on hour boundaries, for all stations or some; every hour of it that
 holds a reading of a series gets that series' rollup point (and the station's ``station_1h``).
@@ -19,9 +22,9 @@ import functools
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from ingest.influxql import InfluxQL, Series
+from ingest.influxql import InfluxQL, Series, Table
 from ingest.lineprotocol import tag
 from telemetry.contract import MAX_AGE_MS
 from telemetry.storage import CHARGER_1H, HOUR_MS, OCCUPANCY_1H, STATION_1H, TEMPERATURE_1H, Tier, qualified
@@ -29,6 +32,7 @@ from telemetry.storage import CHARGER_1H, HOUR_MS, OCCUPANCY_1H, STATION_1H, TEM
 _LOOKBACK_MS: Final = HOUR_MS
 """The steps' subquery also reads this much before the window: most series' previous reading is there."""
 
+_T = TypeVar("_T")
 _STATION_TAGS: Final = ("district", "kind", "station")
 
 
@@ -124,9 +128,9 @@ class RollupPoint:
 # --- the statements ---------------------------------------------------------------------------
 
 
-def _aggregates(spec: _Spec, w: Window) -> str:
-    selects = ", ".join(["count(seq) AS readings", "min(seq) AS seq_first", "max(seq) AS seq_last",
-                         *(f'{fn}("{field}") AS {alias}' for fn, field, alias in spec.aggregates)])
+def _aggregates(spec: _Spec, w: Window, *, seq: bool = True) -> str:
+    seqs = ["count(seq) AS readings", "min(seq) AS seq_first", "max(seq) AS seq_last"] if seq else []
+    selects = ", ".join([*seqs, *(f'{fn}("{field}") AS {alias}' for fn, field, alias in spec.aggregates)])
     return f"SELECT {selects} FROM {qualified(Tier.RAW, spec.raw)} WHERE {w.where()} GROUP BY time(1h), * fill(none)"
 
 
@@ -160,6 +164,19 @@ def _last(spec: _Spec, w: Window, start_ms: int, end_ms: int, stations: Collecti
 def first_counter_readings(w: Window) -> list[str]:
     """Each counter series' first reading in the window: whose step a late reading before it changes."""
     return [_first(spec, w) for spec in SPECS if spec.counter]
+
+
+def _columns(spec: _Spec, w: Window) -> str:
+    names = ", ".join(f'"{name}"' for name in ("seq", spec.counter, spec.fault) if name)
+    return f"SELECT {names} FROM {qualified(Tier.RAW, spec.raw)} WHERE {w.where()} GROUP BY *"
+
+
+def _column_statements(spec: _Spec, w: Window) -> list[str]:
+    """The aggregates but seq's, the raw columns the rest is counted from, the counter before."""
+    out = [_aggregates(spec, w, seq=False), _columns(spec, w)]
+    if spec.counter:
+        out.append(_last(spec, w, w.start_ms - _LOOKBACK_MS, w.start_ms))
+    return out
 
 
 def _statements(spec: _Spec, w: Window) -> list[str]:
@@ -197,21 +214,59 @@ def _selected(results: list[Series]) -> dict[tuple[tuple[str, str], ...], tuple[
 class _Measurement:
     """The rows of one spec's statements merged into one field dict per series and hour."""
 
-    def __init__(self, spec: _Spec, results: list[list[Series]]) -> None:
+    def __init__(self, spec: _Spec, aggregates: list[Series]) -> None:
         self.spec = spec
         self.rows: dict[_Key, dict[str, Any]] = {}
-        aggregates, minutes, *rest = results
+        self.before: dict[tuple[tuple[str, str], ...], tuple[int, Any]] = {}
         for series in aggregates:
             tags = _tags(series)
             for row in series.rows:
                 if row.get("readings"):
                     self.rows[tags, int(row["time"])] = {k: v for k, v in row.items() if k != "time"}
-        self._merge(minutes, "minutes", "minutes")
+
+    @classmethod
+    def from_influxdb(cls, spec: _Spec, results: list[list[Series]]) -> _Measurement:
+        """Minutes and steps computed by InfluxDB (:func:`_statements`)."""
+        aggregates, minutes, *rest = results
+        m = cls(spec, aggregates)
+        m._merge(minutes, "minutes", "minutes")
         if spec.fault:
-            self._merge(rest.pop(0), "fault_minutes", "fault_minutes")
+            m._merge(rest.pop(0), "fault_minutes", "fault_minutes")
         if spec.counter:
-            self._merge(rest[0], "steps", spec.steps)
-            self.before = _selected(rest[1])
+            m._merge(rest[0], "steps", spec.steps)
+            m.before = _selected(rest[1])
+        return m
+
+    @classmethod
+    def from_columns(cls, spec: _Spec, results: list[list[Table]]) -> _Measurement:
+        """Readings, seq range, minutes and steps counted here from the raw columns read back
+        (:func:`_column_statements`), the other aggregates by InfluxDB."""
+        aggregates, columns, *before = results
+        m = cls(spec, [])
+        if spec.counter:
+            m.before = _selected([t.series() for t in before[0]])
+        for table in columns:
+            m._count(table)
+        for series in (t.series() for t in aggregates):
+            tags = _tags(series)
+            for row in series.rows:
+                if (mine := m.rows.get((tags, int(row["time"])))) is not None:
+                    mine.update((k, v) for k, v in row.items() if k != "time")
+        return m
+
+    def _count(self, table: Table) -> None:
+        tags = tuple((k, v) for k, v in table.tags.items() if v)
+        spec, at = self.spec, table.columns.index
+        previous = self.before.get(tags, (0, None))[1]
+        hourly = hourly_columns(table.values, at(spec.counter) if spec.counter else 0,
+                                at(spec.fault) if spec.fault else 0, previous)
+        for hour, (minutes, fault_minutes, steps, readings, seq_first, seq_last) in hourly.items():
+            row = self.rows[tags, hour] = {"readings": readings, "seq_first": seq_first, "seq_last": seq_last,
+                                           "minutes": minutes}
+            if spec.fault:
+                row["fault_minutes"] = fault_minutes
+            if spec.counter:
+                row[spec.steps] = steps
 
     def _merge(self, results: list[Series], column: str, name: str) -> None:
         for key, value in _hourly(results, column):
@@ -254,6 +309,38 @@ class _Measurement:
             yield RollupPoint(spec.rollup, tags, hour, tuple(sorted(fields.items())))
 
 
+def hourly_columns(values: list[list[Any]], counter: int, fault: int, previous: float | None) -> \
+        dict[int, list[Any]]:
+    """Per hour ``[minutes, fault minutes, counter steps, readings, min seq, max seq]`` from one
+    series' raw rows in time order (``[time, seq, ...]``; ``counter``, ``fault``: their columns, 0 for
+    none), ``previous`` the counter's reading before the first row (or None). The definition, as
+    InfluxDB computes it in :func:`_aggregates`, :func:`_minutes` and :func:`_steps`: a minute counts
+    once, a step is ``max(0, value - previous value)``. Every raw point has a seq (the contract's)."""
+    out: dict[int, list[Any]] = {}
+    acc: list[Any] = []
+    minute = fault_minute = -1
+    for row in values:
+        t, seq = row[0], row[1]
+        if (m := t // 60_000) != minute:
+            minute = m
+            if (hour := t - t % HOUR_MS) not in out:
+                acc = out[hour] = [0, 0, 0, 0, seq, seq]
+            acc[0] += 1
+        acc[3] += 1
+        if seq < acc[4]:
+            acc[4] = seq
+        elif seq > acc[5]:
+            acc[5] = seq
+        if fault and row[fault] is not None and m != fault_minute:
+            fault_minute = m
+            acc[1] += 1
+        if counter and (value := row[counter]) is not None:
+            if previous is not None and value > previous:
+                acc[2] += value - previous
+            previous = value
+    return out
+
+
 def _station_points(measurements: list[_Measurement]) -> Iterator[RollupPoint]:
     stations: dict[_Key, list[int]] = {}
     for m in measurements:
@@ -267,17 +354,36 @@ def _station_points(measurements: list[_Measurement]) -> Iterator[RollupPoint]:
         yield RollupPoint(STATION_1H, tags, hour, fields)
 
 
-async def compute(ql: InfluxQL, window: Window) -> list[RollupPoint]:
-    """The rollup points of every series and hour of ``window`` that holds a reading."""
-    statements = [_statements(spec, window) for spec in SPECS]
-    flat = await ql.query([s for group in statements for s in group])
-    measurements, at = [], 0
-    for spec, group in zip(SPECS, statements, strict=True):
-        measurements.append(_Measurement(spec, flat[at:at + len(group)]))
-        at += len(group)
+async def compute(ql: InfluxQL, window: Window, *, columns: bool = False) -> list[RollupPoint]:
+    """The rollup points of every series and hour of ``window`` that holds a reading.
+
+    Args:
+        columns: count the minutes and steps here from the raw columns read back (MessagePack), not
+            in InfluxDB: less of the server's CPU per point, more of this process's (the rebuild's way).
+    """
+    measurements = await (_by_columns(ql, window) if columns else _by_influxdb(ql, window))
     await _first_steps(ql, window, measurements)
     points = [p for m in measurements for p in m.points()]
     return points + list(_station_points(measurements))
+
+
+async def _by_influxdb(ql: InfluxQL, window: Window) -> list[_Measurement]:
+    statements = [_statements(spec, window) for spec in SPECS]
+    flat = await ql.query([s for group in statements for s in group])
+    return [_Measurement.from_influxdb(spec, part) for spec, part in zip(SPECS, _split(flat, statements), strict=True)]
+
+
+async def _by_columns(ql: InfluxQL, window: Window) -> list[_Measurement]:
+    statements = [_column_statements(spec, window) for spec in SPECS]
+    flat = await ql.tables([s for group in statements for s in group])
+    return [_Measurement.from_columns(spec, part) for spec, part in zip(SPECS, _split(flat, statements), strict=True)]
+
+
+def _split(flat: list[_T], groups: list[list[str]]) -> Iterator[list[_T]]:
+    at = 0
+    for group in groups:
+        yield flat[at:at + len(group)]
+        at += len(group)
 
 
 async def _first_steps(ql: InfluxQL, window: Window, measurements: list[_Measurement]) -> None:
