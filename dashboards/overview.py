@@ -46,6 +46,8 @@ GAZETTEER = "public/gazetteer/yizhan-stations.json"
 NOW = "15m"
 """Panels about "now" look at the last 15 minutes: a station silent longer counts as absent."""
 SILENT_MINUTES = 10
+SILENT_WINDOW = "6h"
+"""The silent-stations panel counts minutes over this much: one-minute buckets of a month would take minutes."""
 
 DISTRICT = Variable("district", "区县 District", 'SHOW TAG VALUES FROM "station_status" WITH KEY = "district"',
                     multi=True, include_all=True, all_value=".*")
@@ -158,7 +160,7 @@ def _silent() -> Panel:
     query = Query(select('"silent_minutes"', sub(silent), conditions=where(TIME, longer), group=by, newest_first=True),
                   columns=("station", "district", "silent_minutes"), table=True)
     return Panel("table", f"超过{SILENT_MINUTES}分钟无数据 Stations silent for more than {SILENT_MINUTES} minutes",
-                 (query,), 12, 8, unit="m", no_value="无 none",
+                 (query,), 12, 8, time_from=SILENT_WINDOW, unit="m", no_value="无 none",
                  thresholds=thresholds(Step("orange"), Step("red", 60)),
                  overrides=(override("silent_minutes", displayName="无数据 silent for",
                                      custom_cellOptions={"type": "color-background"}),),
@@ -166,7 +168,9 @@ def _silent() -> Panel:
                  transformations=(organize(exclude=("Time",)), sort_by("silent_minutes", desc=True)),
                  options={"showHeader": True, "cellHeight": "sm"},
                  description="Stations with no occupancy reading (one a minute when healthy) in the last "
-                             f"{SILENT_MINUTES}+ minutes of the range, and for how long.")
+                             f"{SILENT_MINUTES}+ minutes, and for how long, counted over the last {SILENT_WINDOW} "
+                             "(a panel about now: its cost grows with its range; longer outages show on the "
+                             "offline count and the station's timeline).")
 
 
 def _throughput() -> Panel:
