@@ -25,27 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ingest.session import packet, utf8, varint
 from tests.rig import Mosquitto
 
 TOPIC = "bench/inflight"
-
-
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return struct.pack("!H", len(raw)) + raw
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
 
 
 class RawClient:
@@ -59,12 +42,12 @@ class RawClient:
         props = b""
         if version == 5:
             props = b"\x21" + struct.pack("!H", receive_maximum) if receive_maximum else b""
-            props = _varint(len(props)) + props
-        body = _utf8("MQTT") + bytes([version, 0]) + struct.pack("!H", 60) + props + _utf8("inflight-probe")
-        self.sock.sendall(_packet(0x10, body))
+            props = varint(len(props)) + props
+        body = utf8("MQTT") + bytes([version, 0]) + struct.pack("!H", 60) + props + utf8("inflight-probe")
+        self.sock.sendall(packet(0x10, body))
         self.expect(2)
         sub_props = b"\x00" if version == 5 else b""
-        self.sock.sendall(_packet(0x82, struct.pack("!H", 1) + sub_props + _utf8(TOPIC) + b"\x01"))
+        self.sock.sendall(packet(0x82, struct.pack("!H", 1) + sub_props + utf8(TOPIC) + b"\x01"))
         self.expect(9)
 
     def packets(self) -> list[tuple[int, bytes]]:

@@ -165,7 +165,8 @@ _MESSAGE_OVERHEAD: Final = 160
 """Bytes of Python objects per held message besides its payload and topic (tuple, str, bytes headers)."""
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """MQTT's variable byte integer (the remaining length)."""
     out = bytearray()
     while True:
         n, digit = divmod(n, 128)
@@ -174,29 +175,31 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _utf8(text: str) -> bytes:
+def utf8(text: str) -> bytes:
+    """An MQTT UTF-8 string: two length bytes, then the bytes."""
     raw = text.encode()
     return struct.pack("!H", len(raw)) + raw
 
 
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
+def packet(first: int, body: bytes) -> bytes:
+    """A control packet: its first byte, the remaining length, the body."""
+    return bytes([first]) + varint(len(body)) + body
 
 
 def connect_packet(client_id: str, *, keepalive: int, clean_session: bool,
                    username: str | None, password: str | None) -> bytes:
     flags = (0x02 if clean_session else 0) | (0x80 if username is not None else 0) | (
         0x40 if password is not None else 0)
-    body = _utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + _utf8(client_id)
+    body = utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + utf8(client_id)
     if username is not None:
-        body += _utf8(username)
+        body += utf8(username)
     if password is not None:
-        body += _utf8(password)
-    return _packet(0x10, body)
+        body += utf8(password)
+    return packet(0x10, body)
 
 
 def subscribe_packet(topic_filter: str, packet_id: int = _SUBSCRIBE_ID) -> bytes:
-    return _packet(0x82, struct.pack("!H", packet_id) + _utf8(topic_filter) + b"\x01")
+    return packet(0x82, struct.pack("!H", packet_id) + utf8(topic_filter) + b"\x01")
 
 
 @dataclass(slots=True)

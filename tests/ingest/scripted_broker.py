@@ -16,21 +16,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
+from ingest.session import packet
+
 CONNECT, PUBLISH, PUBACK, SUBSCRIBE, PINGREQ, DISCONNECT = 1, 3, 4, 8, 12, 14
 TOPIC = "stations/v1/PL-KT-001/occupancy"
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + varint(len(body)) + body
 
 
 def connack(code: int = 0, *, present: bool = False) -> bytes:

@@ -22,33 +22,14 @@ from ingest.session import (
     State,
     Subscribed,
     diagram,
+    packet,
+    varint,
 )
+from tests.ingest.scripted_broker import TOPIC, connack, suback
 from tests.rig import ROOT
 
 KEEPALIVE = 10
-TOPIC = "stations/v1/PL-KT-001/occupancy"
 PINGRESP = b"\xd0\x00"
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + varint(len(body)) + body
-
-
-def connack(code: int = 0, *, present: bool = False) -> bytes:
-    return packet(0x20, bytes([1 if present else 0, code]))
-
-
-def suback(packet_id: int = 1, granted: int = 1) -> bytes:
-    return packet(0x90, struct.pack("!HB", packet_id, granted))
 
 
 def publish(payload: bytes = b"{}", packet_id: int | None = 1, *, topic: str = TOPIC, qos: int | None = None,
