@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.ingest_throughput import PROBE_STATION, feed
 from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
-from ingest.session import Session
+from ingest.session import Session, packet, utf8
 from ingest.spool import Spool
 from ingest.stats import Stats
 from telemetry import registry
@@ -83,14 +83,7 @@ async def measure(n: int, per_message: int, per_read: int, profile: bool) -> flo
 
 
 def _publish(topic: str, payload: bytes, packet_id: int) -> bytes:
-    raw = topic.encode()
-    body = len(raw).to_bytes(2, "big") + raw + packet_id.to_bytes(2, "big") + payload
-    n, length = len(body), bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        length.append(digit | (0x80 if n else 0))
-        if not n:
-            return b"\x32" + bytes(length) + body
+    return packet(0x32, utf8(topic) + packet_id.to_bytes(2, "big") + payload)
 
 
 def measure_session(n: int, per_message: int) -> None:
