@@ -15,15 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
-from zoneinfo import ZoneInfo
 
 from gateway.influx import InfluxReader, Series
 from telemetry.contract import MAX_AGE_MS
-from telemetry.storage import HOUR_MS, OCCUPANCY_1H, Tier, hour_of, qualified
+from telemetry.storage import BEIJING, DAY_MS, HOUR_MS, OCCUPANCY_1H, Tier, day_of, hour_of, qualified
 
-BEIJING: Final = ZoneInfo("Asia/Shanghai")
-DAY_MS: Final = 24 * HOUR_MS
-_BEIJING_OFFSET_MS: Final = 8 * HOUR_MS
 MAX_BUCKETS: Final = 10_000
 """At most this many time buckets per request (hours: about 416 days)."""
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -57,11 +53,6 @@ class Window:
         return max(self.start_ms, hour_of(self.now_ms) - (RAW_HOURS - 1) * HOUR_MS)
 
 
-def beijing_day(ms: int) -> int:
-    """The start of the Beijing day holding ``ms`` (Beijing has no daylight saving: UTC+8)."""
-    return (ms + _BEIJING_OFFSET_MS) // DAY_MS * DAY_MS - _BEIJING_OFFSET_MS
-
-
 def beijing_month(ms: int) -> int:
     moment = datetime.fromtimestamp(ms / 1000, BEIJING)
     return int(moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
@@ -73,7 +64,7 @@ def bucket(ms: int, every: Every) -> int:
         case Every.HOUR:
             return hour_of(ms)
         case Every.DAY:
-            return beijing_day(ms)
+            return day_of(ms)
         case Every.MONTH:
             return beijing_month(ms)
 

@@ -7,7 +7,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import TextIO
 
 from ingest.config import Settings
@@ -20,8 +20,7 @@ from telemetry import logs
 from telemetry.registry import RegistryError
 from telemetry.runner import run_until_signalled
 from telemetry.settings import load_or_exit
-
-BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
+from telemetry.storage import BEIJING
 
 
 def _date(text: str) -> int:

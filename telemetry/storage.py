@@ -14,8 +14,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Final
+from zoneinfo import ZoneInfo
 
 HOUR_MS: Final = 3600 * 1000
+DAY_MS: Final = 24 * HOUR_MS
+BEIJING: Final = ZoneInfo("Asia/Shanghai")
+"""The union's time zone: its days, months and years are Beijing time's (UTC+8, no daylight saving)."""
+_BEIJING_OFFSET_MS: Final = 8 * HOUR_MS
 
 
 class Tier(StrEnum):
@@ -46,3 +51,8 @@ def qualified(tier: Tier, measurement: str) -> str:
 def hour_of(ts_ms: int) -> int:
     """The start of the hour (UTC, which is also Beijing time's hour) holding ``ts_ms``."""
     return ts_ms - ts_ms % HOUR_MS
+
+
+def day_of(ts_ms: int) -> int:
+    """The start of the Beijing day holding ``ts_ms`` (InfluxQL's ``GROUP BY time(1d, -8h)``)."""
+    return (ts_ms + _BEIJING_OFFSET_MS) // DAY_MS * DAY_MS - _BEIJING_OFFSET_MS

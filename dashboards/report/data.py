@@ -33,11 +33,11 @@ from typing import Any, Final
 
 from dashboards.exceptions import ReportError
 from dashboards.influxql import one_of, select, tags, where
-from dashboards.report.period import DAY_MS, Period, local_hour
+from dashboards.report.period import Period, local_hour
 from gateway.exceptions import DependencyUnavailableError, InfluxQueryError
 from gateway.influx import InfluxReader, Series
 from telemetry.registry import Registry, Station
-from telemetry.storage import CHARGER_1H, OCCUPANCY_1H, TEMPERATURE_1H, Tier, qualified
+from telemetry.storage import CHARGER_1H, DAY_MS, OCCUPANCY_1H, TEMPERATURE_1H, Tier, qualified
 
 logger = logging.getLogger(__name__)
 

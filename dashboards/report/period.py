@@ -5,13 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
-from zoneinfo import ZoneInfo
 
-from telemetry.storage import HOUR_MS
+from telemetry.storage import BEIJING as TZ
+from telemetry.storage import DAY_MS, HOUR_MS
 
-TZ: Final = ZoneInfo("Asia/Shanghai")
-DAY_MS: Final = 24 * HOUR_MS
 _MONTH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 _YEAR = re.compile(r"\d{4}")
 

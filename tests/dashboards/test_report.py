@@ -19,11 +19,13 @@ from PIL import Image
 
 from dashboards.config import Settings
 from dashboards.report import data, scheduler
-from dashboards.report.period import DAY_MS, TZ, Period, due
+from dashboards.report.period import Period, due
 from dashboards.report.render import DISTRICT_NAMES, change, num, pct, total
 from gateway.influx import InfluxReader
 from simulator.model import StationFaults
 from telemetry.registry import Registry, Station, load
+from telemetry.storage import BEIJING as TZ
+from telemetry.storage import DAY_MS
 from tests.dashboards.month import Expected, Samples, Scenario, figures, simulate, visits_by, window
 from tests.rig import ROOT, Influxd, child_env, free_port, stop_process, wait_for
 

@@ -13,6 +13,7 @@ from gateway.api.deps import ServicesDep, Viewer, aware
 from gateway.api.models import Visits, VisitsBucket, VisitsSeries
 from gateway.api.problems import Problem
 from gateway.visits import By, Every
+from telemetry.storage import day_of
 
 router = APIRouter(tags=["visits"], responses=problems.responses(401, 422, 503))
 
@@ -25,7 +26,7 @@ async def get_visits(services: ServicesDep, _: Viewer,
                      by: By = By.CITY, every: Every = Every.DAY) -> Visits:
     now = datetime.now(UTC)
     end = aware(end, "end") or now
-    start = aware(start, "start") or visits.utc(visits.beijing_day(int(now.timestamp() * 1000)))
+    start = aware(start, "start") or visits.utc(day_of(int(now.timestamp() * 1000)))
     if start >= end:
         raise Problem(422, "start must be before end")
     if start < visits.EARLIEST:
