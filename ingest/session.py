@@ -40,21 +40,8 @@ from enum import StrEnum
 from typing import Final
 
 from ingest.exceptions import ConnectRefusedError, MqttError, MqttProtocolError, SubscribeRefusedError
+from ingest.source import DUP, OVERSIZE, RETAINED, AckToken, Message
 from telemetry.contract import MAX_PAYLOAD_BYTES
-
-AckToken = tuple[int, int]
-"""(connection number, packet id) of a QoS 1 message."""
-
-Message = tuple[str, bytes, AckToken | None, int]
-"""A PUBLISH: topic, payload, the token to acknowledge (None for QoS 0), and flags (:data:`DUP`...)."""
-
-DUP: Final = 0x08
-"""Flag: a redelivery of a message sent before (the packet's DUP bit)."""
-RETAINED: Final = 0x01
-"""Flag: a retained message redelivered by a new subscription on a resumed session (not stored)."""
-OVERSIZE: Final = 0x100
-"""Flag: a PUBLISH over the packet bound; its payload was skipped, and the message's payload is
-the skipped payload's size in ASCII digits."""
 
 
 class State(StrEnum):

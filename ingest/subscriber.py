@@ -23,24 +23,12 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from ingest.exceptions import MqttError
-from ingest.session import (
-    DUP,
-    OVERSIZE,
-    RETAINED,
-    AckToken,
-    Closed,
-    Connected,
-    Event,
-    Message,
-    Session,
-    State,
-    Subscribed,
-    connect_packet,
-)
+from ingest.session import Closed, Connected, Event, Session, State, Subscribed, connect_packet
+from ingest.source import DUP, OVERSIZE, RETAINED, AckToken, Message, OnMessages
 from telemetry.backoff import Backoff
 
 __all__ = ["DUP", "OVERSIZE", "RETAINED", "AckToken", "Message", "OnMessages", "Subscriber", "connect_packet"]
@@ -56,9 +44,6 @@ _CLOSE_SECONDS: Final = 5.0
 """How long a closing connection may take to write what is left (the last PUBACKs, DISCONNECT)."""
 _HEALTHY_SECONDS: Final = 5.0
 """A subscribed session that lasted this long resets the reconnect backoff."""
-
-OnMessages = Callable[[Sequence[Message]], None]
-"""Called with the PUBLISH packets of each read, in order (one call per read: decoding can batch)."""
 
 
 class _Protocol(asyncio.Protocol):
