@@ -348,6 +348,10 @@ class Session:
         return events
 
     @property
+    def is_closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
     def held(self) -> int:
         """PUBLISHes held while paused."""
         return len(self._held)
