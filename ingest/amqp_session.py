@@ -55,6 +55,7 @@ from pamqp.exceptions import PAMQPException
 from pamqp.header import ProtocolHeader
 
 from ingest.exceptions import AmqpClosedError, AmqpError, AmqpProtocolError
+from ingest.sansio import SessionOutput, state_diagram
 from ingest.source import DUP, OVERSIZE, AckToken, Message
 from telemetry.contract import MAX_PAYLOAD_BYTES
 
@@ -155,13 +156,7 @@ TRANSITIONS: Final[dict[tuple[State, Input], State]] = {
 
 def diagram() -> str:
     """The state diagram of :data:`TRANSITIONS`, as Mermaid, one arrow per pair of states (``docs/ingest.md``)."""
-    edges: dict[tuple[State, State], list[str]] = {}
-    for (state, event), target in TRANSITIONS.items():
-        edges.setdefault((state, target), []).append(event.value)
-    lines = ["stateDiagram-v2", f"    [*] --> {State.AWAIT_START.name}: protocol header sent"]
-    lines += [f"    {state.name} --> {target.name}: {', '.join(events)}" for (state, target), events in edges.items()]
-    lines.append(f"    {State.CLOSED.name} --> [*]")
-    return "\n".join(lines)
+    return state_diagram(TRANSITIONS, State.AWAIT_START, "protocol header sent", State.CLOSED)
 
 
 class ProtocolErrorKind(StrEnum):
@@ -250,7 +245,7 @@ class _Delivery:
     parts: list[bytes] | None = None
 
 
-class Session:
+class Session(SessionOutput[Event]):
     """One connection's consumer of ``queue``, acknowledging per call of :meth:`ack`.
 
     Args:
@@ -273,6 +268,7 @@ class Session:
                  paused: bool = False, max_body: int = MAX_PAYLOAD_BYTES) -> None:
         if heartbeat < 1 or not 0 < prefetch < 65536:
             raise ValueError(f"need heartbeat >= 1 s and 0 < prefetch < 65536, got {heartbeat} and {prefetch}")
+        super().__init__(now, paused=paused)
         self.state = State.AWAIT_START
         self.connection = connection
         self._credentials = f"\0{username}\0{password}"
@@ -286,20 +282,15 @@ class Session:
         self._close_timeout = close_timeout
         self._close_deadline = 0.0
         self._closing: Closed | None = None
-        self._out: list[bytes] = [_HEADER]
-        self._events: list[Event] = []
-        self._pending = b""
+        self._out.append(_HEADER)
         self._delivery: _Delivery | None = None
         self._topics: dict[bytes, str] = {}
         self._server = ""
         self._declared = (0, 0)
         self._active = False
-        self.paused = paused
-        self._held: list[Message] = []
         self._acked = 0
         self.deliveries = 0
         self.redeliveries = 0
-        self.last_rx = self.last_tx = now
 
     # --- inputs --------------------------------------------------------------------------------
 
@@ -391,10 +382,6 @@ class Session:
         self._acked = last
         return sum(1 for conn, _ in tokens if conn == current)
 
-    def pause(self) -> None:
-        """Hold deliveries back (the pipeline is full); every other frame is still handled."""
-        self.paused = True
-
     def resume(self) -> list[Message]:
         """Hand deliveries over again; returns those held meanwhile, in order."""
         self.paused = False
@@ -411,27 +398,9 @@ class Session:
 
     # --- outputs -------------------------------------------------------------------------------
 
-    def data_to_send(self) -> bytes:
-        out, self._out = b"".join(self._out), []
-        return out
-
-    def next_events(self) -> list[Event]:
-        events, self._events = self._events, []
-        return events
-
     @property
     def is_closed(self) -> bool:
         return self.state is State.CLOSED
-
-    @property
-    def held(self) -> int:
-        """Deliveries held while paused."""
-        return len(self._held)
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of an incomplete frame kept until the rest arrives (never more than a frame)."""
-        return len(self._pending)
 
     # --- the machine ---------------------------------------------------------------------------
 
@@ -453,10 +422,6 @@ class Session:
             self._send(pamqp_frame.marshal(commands.Connection.Close(exc.reply_code, str(exc)[:255], 0, 0), 0), now)
         self._closing = None
         self._input(Input.PROTOCOL_ERROR, Closed(f"protocol error: {exc}", exc, protocol_error=kind))
-
-    def _send(self, data: bytes, now: float) -> None:
-        self._out.append(data)
-        self.last_tx = now
 
     def _method(self, method: Frame, now: float, channel: int = CHANNEL) -> None:
         self._send(pamqp_frame.marshal(method, channel), now)

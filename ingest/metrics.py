@@ -82,14 +82,13 @@ class _AmqpCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         s = self._status
-        yield CounterMetricFamily("ingest_amqp_deliveries", "AMQP deliveries received, redeliveries included",
-                                  value=s.deliveries)
-        yield CounterMetricFamily("ingest_amqp_redeliveries", "AMQP deliveries with redelivered set (another "
-                                  "consumer or connection had them unacknowledged)", value=s.redeliveries)
-        yield CounterMetricFamily("ingest_amqp_consumer_cancels", "Consumers cancelled by the broker (basic.cancel)",
-                                  value=s.consumer_cancels)
-        yield CounterMetricFamily("ingest_amqp_reconnects", "Consuming again after a connection that consumed ended",
-                                  value=s.reconnects)
+        for name, text, value in (
+                ("ingest_amqp_deliveries", "AMQP deliveries received, redeliveries included", s.deliveries),
+                ("ingest_amqp_redeliveries", "AMQP deliveries with redelivered set (another consumer or connection "
+                 "had them unacknowledged)", s.redeliveries),
+                ("ingest_amqp_consumer_cancels", "Consumers cancelled by the broker (basic.cancel)", s.consumer_cancels),
+                ("ingest_amqp_reconnects", "Consuming again after a connection that consumed ended", s.reconnects)):
+            yield CounterMetricFamily(name, text, value=value)
         errors = CounterMetricFamily("ingest_amqp_protocol_errors", "Connections closed for what the broker sent, "
                                      "by kind", labels=["kind"])
         for kind, count in s.protocol_errors.items():

@@ -10,12 +10,8 @@ credentials, close a channel at the declare, cancel a consumer, go silent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from pamqp import body as pamqp_body
 from pamqp import commands
@@ -25,6 +21,7 @@ from pamqp import heartbeat as pamqp_heartbeat
 from pamqp.base import Frame
 
 from ingest.amqp_session import CHANNEL
+from tests.ingest.scripted_server import ScriptedServer
 
 ROUTING_KEY = "stations.v1.PL-KT-001.occupancy"
 TOPIC = "stations/v1/PL-KT-001/occupancy"
@@ -134,7 +131,7 @@ class Conn:
     _buffer: bytes = b""
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def pump(self) -> None:
+    async def read_all(self) -> None:
         try:
             self.header = await self.reader.readexactly(8)
             while data := await self.reader.read(65536):
@@ -182,58 +179,15 @@ class Conn:
                 self._arrived.clear()
                 await self._arrived.wait()
 
-    def drop(self) -> None:
+    def close(self) -> None:
         self.writer.close()
 
 
-Script = Callable[[Conn, int], Awaitable[None]]
+class ScriptedBroker(ScriptedServer[Conn]):
+    """``async with ScriptedBroker(script) as broker``: listening on ``broker.port``; ``broker.conns`` in order."""
 
-
-class ScriptedBroker:
-    """``async with ScriptedBroker(script) as broker``: listens on a free loopback port."""
-
-    def __init__(self, script: Script) -> None:
-        self._script = script
-        self.conns: list[Conn] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self.port = 0
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        assert self._server is not None
-        self._server.close()
-        for conn in self.conns:
-            conn.drop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self._server.wait_closed()
+    def conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Conn:
+        return Conn(reader, writer)
 
     def url(self, user: str = "guest", password: str = "guest") -> str:  # noqa: S107 - the test broker takes any
         return f"amqp://{user}:{password}@127.0.0.1:{self.port}/"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Conn(reader, writer)
-        self.conns.append(conn)
-        number = len(self.conns)
-        pump = asyncio.create_task(conn.pump(), name=f"scripted-amqp-read-{number}")
-        self._tasks.append(pump)
-        try:
-            await self._script(conn, number)
-            await pump
-        finally:
-            writer.close()
-
-    async def connections(self, n: int, timeout: float = 10.0) -> list[Conn]:
-        async with asyncio.timeout(timeout):
-            while len(self.conns) < n:
-                await asyncio.sleep(0.01)
-        return self.conns

@@ -133,49 +133,30 @@ def test_amqp_session_tune_negotiates_the_heartbeat_and_opens_the_vhost(server: 
     assert session.state is State.OPENING
 
 
-def test_amqp_session_open_ok_opens_channel_1() -> None:
-    session = at(2)
-    session.receive_data(peer.open_ok(), 0.2)
-    data = session.data_to_send()
-    assert [(ch, type(m)) for ch, m in peer.frames(data)] == [(1, commands.Channel.Open)]
-    assert session.state is State.CHANNEL
+STEPS = [  # steps answered before, the answer, what the session sends then (channel, method, fields), the state
+    (2, peer.open_ok(), 1, commands.Channel.Open, {}, State.CHANNEL),
+    (3, peer.channel_open_ok(), 1, commands.Basic.Qos, {"prefetch_count": 100}, State.QOS),
+    (4, peer.qos_ok(), 1, commands.Queue.Declare,
+     {"queue": "q", "durable": True, "passive": False, "arguments": {"x-queue-type": "quorum"}}, State.DECLARING),
+    (5, peer.declare_ok("q", 12, 2), 1, commands.Queue.Bind,
+     {"queue": "q", "exchange": "amq.topic", "routing_key": "stations.v1.#"}, State.BINDING),
+    (6, peer.bind_ok(), 1, commands.Basic.Consume, {"queue": "q", "consumer_tag": "ingest-1", "no_ack": False},
+     State.SUBSCRIBING),
+]
 
 
-def test_amqp_session_channel_open_ok_sets_the_prefetch() -> None:
-    session = at(3)
-    session.receive_data(peer.channel_open_ok(), 0.2)
-    [qos] = sent(session)
-    assert isinstance(qos, commands.Basic.Qos)
-    assert qos.prefetch_count == 100
-    assert session.state is State.QOS
-
-
-def test_amqp_session_qos_ok_declares_a_durable_quorum_queue() -> None:
-    session = at(4)
-    session.receive_data(peer.qos_ok(), 0.2)
-    [declare] = sent(session)
-    assert isinstance(declare, commands.Queue.Declare)
-    assert (declare.queue, declare.durable, declare.passive) == ("q", True, False)
-    assert declare.arguments == {"x-queue-type": "quorum"}
-    assert session.state is State.DECLARING
-
-
-def test_amqp_session_declare_ok_binds_the_queue_to_amq_topic() -> None:
-    session = at(5)
-    session.receive_data(peer.declare_ok("q", 12, 2), 0.2)
-    [bind] = sent(session)
-    assert isinstance(bind, commands.Queue.Bind)
-    assert (bind.queue, bind.exchange, bind.routing_key) == ("q", "amq.topic", "stations.v1.#")
-    assert session.state is State.BINDING
-
-
-def test_amqp_session_bind_ok_consumes_with_acknowledgements() -> None:
-    session = at(6)
-    session.receive_data(peer.bind_ok(), 0.2)
-    [consume] = sent(session)
-    assert isinstance(consume, commands.Basic.Consume)
-    assert (consume.queue, consume.consumer_tag, consume.no_ack) == ("q", "ingest-1", False)
-    assert session.state is State.SUBSCRIBING
+@pytest.mark.parametrize(("steps", "answer", "channel", "kind", "fields", "state"), STEPS,
+                         ids=["open-ok opens channel 1", "channel open-ok sets the prefetch",
+                              "qos-ok declares a durable quorum queue", "declare-ok binds to amq.topic",
+                              "bind-ok consumes with acknowledgements"])
+def test_amqp_session_handshake_step(steps: int, answer: bytes, channel: int, kind: type[object],
+                                     fields: dict[str, object], state: State) -> None:
+    session = at(steps)
+    session.receive_data(answer, 0.2)
+    [(sent_channel, value)] = peer.frames(session.data_to_send())
+    assert (sent_channel, type(value)) == (channel, kind)
+    assert {name: getattr(value, name) for name in fields} == fields
+    assert session.state is state
 
 
 def test_amqp_session_consume_ok_is_consuming() -> None:
