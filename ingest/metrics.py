@@ -84,9 +84,10 @@ class _AmqpCollector(Collector):
         s = self._status
         for name, text, value in (
                 ("ingest_amqp_deliveries", "AMQP deliveries received, redeliveries included", s.deliveries),
-                ("ingest_amqp_redeliveries", "AMQP deliveries with redelivered set (another consumer or connection "
-                 "had them unacknowledged)", s.redeliveries),
-                ("ingest_amqp_consumer_cancels", "Consumers cancelled by the broker (basic.cancel)", s.consumer_cancels),
+                ("ingest_amqp_redeliveries", "AMQP deliveries with redelivered set (unacknowledged elsewhere before)",
+                 s.redeliveries),
+                ("ingest_amqp_consumer_cancels", "Consumers cancelled by the broker (basic.cancel)",
+                 s.consumer_cancels),
                 ("ingest_amqp_reconnects", "Consuming again after a connection that consumed ended", s.reconnects)):
             yield CounterMetricFamily(name, text, value=value)
         errors = CounterMetricFamily("ingest_amqp_protocol_errors", "Connections closed for what the broker sent, "
