@@ -127,6 +127,8 @@ class Conn:
     writer: asyncio.StreamWriter
     received: list[object] = field(default_factory=list)
     header: bytes = b""
+    answer_close: bool = True
+    """Answer the client's ``connection.close`` with ``close-ok``, as a broker does."""
     closed_at: float | None = None
     _buffer: bytes = b""
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -143,6 +145,8 @@ class Conn:
                     _, _, value = pamqp_frame.unmarshal(self._buffer[:size + 8])
                     self._buffer = self._buffer[size + 8:]
                     self.received.append(value)
+                    if isinstance(value, commands.Connection.Close) and self.answer_close:
+                        self.send(close_ok())
                     self._arrived.set()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
