@@ -23,9 +23,10 @@ async def build(settings: Settings, registry: Registry, period: Period, out: Pat
     """Gather ``period``'s figures and write the PDF to ``out`` (a reader never sees half a file).
 
     Raises:
-        ReportError: the rollups could not be read.
+        ReportError: the rollups could not be read, or the font cannot be loaded.
     """
     started = time.perf_counter()
+    render.register_font(settings.report_font_file)  # a bad font fails before the figures are read
     async with InfluxReader(url=settings.influx_url, database=settings.influx_db,
                             username=settings.influx_username, password=settings.influx_password,
                             token=settings.influx_token, ca_file=settings.influx_ca_file, timeout=60.0) as reader:

@@ -275,6 +275,19 @@ def test_report_refuses_bad_arguments_and_an_unreachable_influxdb(month: Simulat
     assert not (tmp_path / "x.pdf").exists()
 
 
+def test_report_refuses_a_font_it_cannot_load_before_reading_figures(month: SimulatedMonth, tmp_path: Path) -> None:
+    """A missing or non-TrueType REPORT_FONT_FILE: one line naming the setting, no traceback, no PDF."""
+    not_a_font = tmp_path / "font.ttf"
+    not_a_font.write_bytes(b"not a font")
+    for font in (not_a_font, tmp_path / "missing.ttc"):
+        proc = _report(month, tmp_path / "x.pdf", "--month", "2026-11", REPORT_FONT_FILE=str(font),
+                       INFLUX_URL=f"http://127.0.0.1:{free_port()}")  # checked before InfluxDB is asked
+        assert proc.returncode == 1, proc.stderr
+        assert f"REPORT_FONT_FILE {font}: cannot load the font" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert not (tmp_path / "x.pdf").exists()
+
+
 def test_report_due_is_the_month_that_closed_a_delay_ago() -> None:
     delay = timedelta(hours=2)
     assert due(datetime(2026, 12, 1, 2, 0, tzinfo=TZ), delay) == MONTH
