@@ -66,10 +66,11 @@ def test_reports_missing_month_is_a_404_problem(reports: tuple[Stack, Path]) -> 
     assert_problem(stack.viewer.get("/v1/reports/2026.pdf"), 404, "no report for 2026: it is made on 1 January")
 
 
-@pytest.mark.parametrize("month", ["2026-13", "2026-1", "26-11", "2026-11.pdf", "2026_11", "..", "%2e%2e", "20255", "2026-00"])
-def test_reports_malformed_month_is_a_422_problem(reports: tuple[Stack, Path], month: str) -> None:
+@pytest.mark.parametrize("period", ["2026-13", "2026-1", "26-11", "2026-11.pdf", "2026_11", "..", "%2e%2e", "20255",
+                                    "2026-00"])
+def test_reports_malformed_period_is_a_422_problem(reports: tuple[Stack, Path], period: str) -> None:
     stack, _ = reports
-    assert_problem(stack.viewer.get(f"/v1/reports/{month}.pdf"), 422, "month")
+    assert_problem(stack.viewer.get(f"/v1/reports/{period}.pdf"), 422, "path.period")
 
 
 @pytest.mark.parametrize("path", ["/v1/reports/../secret.pdf", "/v1/reports/..%2fsecret.pdf",
