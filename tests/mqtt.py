@@ -21,9 +21,10 @@ def client(port: int, *, client_id: str | None = None, username: str | None = No
 
 
 def publish(port: int, messages: Iterable[tuple[str, bytes | str | dict[str, Any] | list[Any]]], *,
-            qos: int = 1, retain: bool = False, timeout: float = 30.0, window: int = 10_000) -> int:
+            qos: int = 1, retain: bool = False, timeout: float = 30.0, window: int = 10_000,
+            username: str | None = None, password: str | None = None) -> int:
     """Publish every message, waiting until the broker has acknowledged each one."""
-    c = client(port)
+    c = client(port, username=username, password=password)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     c.connect("127.0.0.1", port)
