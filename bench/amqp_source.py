@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=45)
     parser.add_argument("--rate", type=float, default=2000, help="readings/s of the paced cases")
     parser.add_argument("--paced-seconds", type=float, default=20)
-    parser.add_argument("--prefetch", default="10000", help="INGEST_AMQP_PREFETCH values of amqp_queued, comma-separated")
+    parser.add_argument("--prefetch", default="10000", help="INGEST_AMQP_PREFETCH values (comma-separated)")
     parser.add_argument("--cases", default="codec,mqtt_queued,amqp_queued,mqtt_paced,amqp_paced")
     args = parser.parse_args()
     cases = args.cases.split(",")
