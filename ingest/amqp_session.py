@@ -201,6 +201,7 @@ _ACK = struct.Struct(">BHIHHQBB")
 _DELIVER: Final = b"\x00\x3c\x00\x3c"  # class 60 (basic), method 60 (deliver)
 _TAG = struct.Struct(">Q")
 _BODY_SIZE = struct.Struct(">Q")
+_SIZE = struct.Struct(">I")
 _TOPIC_CACHE_MAX: Final = 65_536
 _SWAP: Final = str.maketrans("./", "/.")
 _METHOD_INPUTS: Final[dict[type[Frame], Input]] = {
@@ -451,6 +452,10 @@ class Session(SessionOutput[Event]):
             if kind == 1:
                 if data[i + 7:i + 11] == _DELIVER and self._active:
                     self._deliver(data, i + 11, stop)
+                    after = self._whole(data, stop + 1, end, messages)
+                    if after:
+                        i = after
+                        continue
                 else:
                     self._control(channel, data[i:stop + 1], now)
                     if self.state is State.CLOSED:
@@ -487,6 +492,31 @@ class Session(SessionOutput[Event]):
         if redelivered:
             self.redeliveries += 1
         self._delivery = _Delivery(topic, (self.connection, tag), DUP if redelivered else 0)
+
+    def _whole(self, data: bytes, h: int, end: int, messages: list[Message]) -> int:
+        """The content of the delivery just begun when its header and one body frame are all in ``data``
+        (the common case), taken at once; returns where the next frame begins, or 0: frame by frame."""
+        if end - h < 22 or data[h] != 2:
+            return 0
+        stop: int = h + 7 + _SIZE.unpack_from(data, h + 3)[0]
+        if stop >= end or data[stop] != 0xCE or stop - h < 21:
+            return 0
+        size = _BODY_SIZE.unpack_from(data, h + 11)[0]
+        b = stop + 1
+        if size:
+            if size > self._max_body or end - b < 8 or data[b] != 3:
+                return 0
+            stop = b + 7 + _SIZE.unpack_from(data, b + 3)[0]
+            if stop - b - 7 != size or stop >= end or data[stop] != 0xCE:
+                return 0
+            body, b = data[b + 7:stop], stop + 1
+        else:
+            body = b""
+        delivery = self._delivery
+        assert delivery is not None  # noqa: S101 - begun by _deliver
+        self._delivery = None
+        messages.append((delivery.topic, body, delivery.token, delivery.flags))
+        return b
 
     def _content_header(self, data: bytes, j: int, stop: int, messages: list[Message]) -> None:
         delivery = self._delivery
