@@ -43,6 +43,7 @@ from pamqp import commands
 from pamqp import frame as pamqp_frame
 
 from bench.ingest_throughput import (
+    PROBE_STATION,
     Result,
     box_busy,
     feed,
@@ -112,24 +113,27 @@ def rabbit_cpu(cluster: Cluster) -> float:
 
 
 def run_amqp(case: str, topics: dict[str, list[str]], n: int, cluster: Cluster, influxd: Influxd, work: Path, *,
-             prefetch: int, rate: float | None = None) -> Result:
-    """One ingest process on the cluster's queue; ``rate`` None: queued (published while SIGSTOPped), then drained."""
+             prefetch: int, rate: float | None = None, replicas: int = 1) -> Result:
+    """``replicas`` ingest processes on the cluster's queue (each starting at another node); ``rate`` None:
+    queued (published while they are SIGSTOPped), then drained. CPU and RSS are the replicas' together."""
     db = f"bench_{case}_{uuid.uuid4().hex[:6]}"
     vhost = cluster.new_vhost() if rate is None else "/"  # the paced publisher is anonymous: guest on "/"
-    addr = f"127.0.0.1:{free_port()}"
-    env = {"AMQP_URL": ",".join(node.amqp_url(vhost=vhost) for node in cluster.nodes), "INFLUX_URL": influxd.url,
-           "INFLUX_DB": db, "MQTT_CLIENT_ID": f"bench-{db}", "INGEST_HTTP_ADDR": addr,
-           "INGEST_SPOOL_DIR": str(work / db), "LOG_LEVEL": "INFO", "INGEST_AMQP_PREFETCH": str(prefetch),
-           "INGEST_AMQP_HEARTBEAT_SECONDS": "300"}  # SIGSTOPped while the feed is published
-    log = work / f"{db}.log"
-    proc = start_ingest([sys.executable, "-m", "ingest"], env, log)
+    urls = [node.amqp_url(vhost=vhost) for node in cluster.nodes]
+    envs = [{"AMQP_URL": ",".join(urls[i % 3:] + urls[:i % 3]), "INFLUX_URL": influxd.url, "INFLUX_DB": db,
+             "MQTT_CLIENT_ID": f"bench-{db}-{i}", "INGEST_HTTP_ADDR": f"127.0.0.1:{free_port()}",
+             "INGEST_SPOOL_DIR": str(work / db / str(i)), "LOG_LEVEL": "INFO", "INGEST_AMQP_PREFETCH": str(prefetch),
+             "INGEST_AMQP_HEARTBEAT_SECONDS": "300"}  # SIGSTOPped while the feed is published
+            for i in range(replicas)]
+    logs = [work / f"{db}-{i}.log" for i in range(replicas)]
+    procs = [start_ingest([sys.executable, "-m", "ingest"], env, log) for env, log in zip(envs, logs, strict=True)]
     user = f"{vhost}:guest"
     try:
-        wait_for(lambda: "AMQP consuming" in log.read_text() or proc.poll() is not None, timeout=60,
-                 what=f"{case} ingest consuming")
+        wait_for(lambda: all("AMQP consuming" in log.read_text() for log in logs)
+                 or any(p.poll() is not None for p in procs), timeout=60, what=f"{case} ingest consuming")
         influxd.query(f'CREATE DATABASE "{db}"')
         if rate is None:
-            proc.send_signal(signal.SIGSTOP)
+            for proc in procs:
+                proc.send_signal(signal.SIGSTOP)
             files = write_feed(topics, work / db / "feed")
             pubs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(cluster.nodes[k % 3].mqtt_port),
                                       "-u", user, "-P", "guest", "-q", "1", "-M", "1000", "-t", topic, "-l"],
@@ -137,28 +141,33 @@ def run_amqp(case: str, topics: dict[str, list[str]], n: int, cluster: Cluster, 
             for p in pubs:
                 p.wait()
             wait_for(lambda: _queued(cluster, vhost) >= n, timeout=300, what="the feed in the queue")
-        cpu0, broker0, influx0 = proc_stats(proc.pid)[0], rabbit_cpu(cluster), _influx_cpu(influxd)
-        box0, started = box_busy(), time.monotonic()
+        cpu0 = sum(proc_stats(p.pid)[0] for p in procs)
+        broker0, influx0, box0, started = rabbit_cpu(cluster), _influx_cpu(influxd), box_busy(), time.monotonic()
         publisher = None
         if rate is None:
-            proc.send_signal(signal.SIGCONT)
+            for proc in procs:
+                proc.send_signal(signal.SIGCONT)
         else:
             publisher = subprocess.Popen([sys.executable, "-m", "bench.paced_publisher", "--port",
                                           str(cluster.nodes[0].mqtt_port), "--rate", str(rate),
                                           str(_interleaved(topics, work))])
-        wait_for(lambda: ingest_counters(addr).get("ingest_points_written_total", 0) >= n
-                 and influxd.count("occupancy", "people", db) >= n, timeout=1800, interval=0.1,
-                 what=f"{n} readings of case {case}")
+        wait_for(lambda: sum(ingest_counters(e["INGEST_HTTP_ADDR"]).get("ingest_points_written_total", 0)
+                             for e in envs) >= n and influxd.count("occupancy", "people", db) >= n,
+                 timeout=1800, interval=0.1, what=f"{n} readings of case {case}")
         seconds, box = time.monotonic() - started, box_busy() - box0
         if publisher is not None:
             publisher.wait(60)
-        cpu1, rss = proc_stats(proc.pid)
+        stats = [proc_stats(p.pid) for p in procs]
         broker, influx = rabbit_cpu(cluster) - broker0, _influx_cpu(influxd) - influx0
     finally:
-        proc.terminate()
-        proc.wait(30)
-    return Result(case, n, round(seconds, 2), round(n / seconds), round((cpu1 - cpu0) / n * 1000, 4), round(rss, 1),
-                  None, None, None, round(broker, 2), round(influx, 2), round(box / seconds, 2))
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    cpu = sum(c for c, _ in stats) - cpu0
+    return Result(case, n, round(seconds, 2), round(n / seconds), round(cpu / n * 1000, 4),
+                  round(sum(r for _, r in stats), 1), None, None, None, round(broker, 2), round(influx, 2),
+                  round(box / seconds, 2))
 
 
 def _queued(cluster: Cluster, vhost: str) -> int:
@@ -191,7 +200,8 @@ def main() -> None:
     cases = args.cases.split(",")
     if "codec" in cases:
         print(json.dumps({"case": "codec", **codec(50_000)}), flush=True)
-    stations = [s.id for s in registry.load().reporting][: args.stations]
+    # not the latency probe's station: bench/ingest_throughput.py's cases count readings without it
+    stations = [s.id for s in registry.load().reporting if s.id != PROBE_STATION][: args.stations]
     t0_ms = int(time.time() * 1000) - 3_600_000
     prefetches = [int(p) for p in args.prefetch.split(",")]
     results: list[Result] = []

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.scale ingest [--n 200000] [--processes 1,2,3] [--queued]
     .venv/bin/python -m bench.scale agents [--stations 1000,10000,50000] [--minutes 3]
+    .venv/bin/python -m bench.scale cluster [--n 100000] [--replicas 1,2,3] [--prefetch 10000]
 
 ``ingest``: the single-reading feed of bench/ingest_throughput.py (``mosquitto_pub``, one per
 station topic) through 1, 2 and 3 ingest processes on one broker, splitting the stream with a
@@ -9,6 +10,12 @@ shared subscription; readings/s from first publish to the last reading queryable
 ingest CPU per 1000 readings. Every reading must be stored exactly once (checked). ``--queued``:
 the ingest processes are stopped (SIGSTOP, still connected) while the feed is published, and the
 time runs from their SIGCONT: the publishers no longer share the cores, so ingest is the limit.
+
+``cluster``: the same feed published over MQTT to a three-node RabbitMQ cluster (``tests/cluster.py``,
+the quorum queue replicated on the three) while 1, 2 and 3 ingest replicas (the AMQP source,
+competing consumers) are stopped, then drained (``bench/amqp_source.py``'s ``run_amqp``); and,
+in the same run, one Mosquitto with one ingest (``ingest --queued``). Prints readings/s, ingest
+CPU µs per reading (the replicas together) and broker CPU µs per reading (the three nodes together).
 
 ``agents``: a synthetic registry of N stations (``python -m simulator make-registry``), the
 simulator running them at real rates (speed 1) for ``--minutes``, in processes of at most
@@ -31,7 +38,9 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.amqp_source import run_amqp
 from bench.ingest_throughput import (
+    PROBE_STATION,
     feed,
     ingest_counters,
     ingest_env,
@@ -43,6 +52,7 @@ from bench.ingest_throughput import (
 )
 from simulator.synthetic import make_registry
 from telemetry import registry
+from tests.cluster import running_cluster
 from tests.rig import MOSQUITTO_DEFAULT_LOG, ROOT, Influxd, Mosquitto, child_env, wait_for
 
 _PROGRESS = re.compile(r"(\d+) connected \| readings ([\d,]+) produced, ([\d,]+) acked, ([\d,]+) buffered")
@@ -65,6 +75,7 @@ def scale_ingest(n: int, processes: int, work: Path, *, queued: bool = False) ->
         if queued:
             publish_while_stopped(procs, broker, files)
         cpu0 = sum(proc_stats(p.pid)[0] for p in procs)
+        broker0 = proc_stats(broker.proc.pid)[0] if broker.proc else 0.0
         started = time.monotonic()
         if queued:
             for p in procs:
@@ -75,6 +86,7 @@ def scale_ingest(n: int, processes: int, work: Path, *, queued: bool = False) ->
                  what=f"{n} readings")
         seconds = time.monotonic() - started
         cpu = sum(proc_stats(p.pid)[0] for p in procs) - cpu0
+        broker_cpu = proc_stats(broker.proc.pid)[0] - broker0 if broker.proc else 0.0
         for p in pubs:
             p.wait()
         distinct = influxd.count("occupancy", "people", db)
@@ -88,7 +100,34 @@ def scale_ingest(n: int, processes: int, work: Path, *, queued: bool = False) ->
     return {"processes": processes, "queued": queued, "readings": n, "stored": distinct,
             "seconds": round(seconds, 2),
             "readings_per_s": round(n / seconds), "ingest_cpu_s_per_1000": round(cpu / n * 1000, 4),
-            "messages_per_process": received}
+            "broker_cpu_us_per_reading": round(broker_cpu / n * 1e6, 1), "messages_per_process": received}
+
+
+def scale_cluster(n: int, replicas: list[int], prefetch: int, work: Path) -> list[dict[str, object]]:
+    """1, 2, 3 ingest replicas on the cluster's queue, queued then drained; then one Mosquitto, the same way."""
+    influxd = Influxd(work / "i-cluster").start()
+    stations = [s.id for s in registry.load().reporting if s.id != PROBE_STATION]
+    topics = feed(stations, n, 1, int(time.time() * 1000) - 3_600_000)
+    rows: list[dict[str, object]] = []
+    try:
+        with running_cluster(work / "rabbit") as cluster:
+            for r in replicas:
+                result = run_amqp(f"cluster_{r}", topics, n, cluster, influxd, work, prefetch=prefetch, replicas=r)
+                rows.append({"broker": "rabbitmq x3", "replicas": r, "readings": n, "seconds": result.seconds,
+                             "readings_per_s": result.readings_per_s,
+                             "ingest_cpu_us_per_reading": round(result.cpu_s_per_1000 * 1000, 2),
+                             "broker_cpu_us_per_reading": round((result.broker_cpu_s or 0) / n * 1e6, 1),
+                             "ingest_rss_mb": result.peak_rss_mb})
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        influxd.stop()
+    mosquitto = scale_ingest(n, 1, work, queued=True)
+    rows.append({"broker": "mosquitto", "replicas": 1, "readings": n, "seconds": mosquitto["seconds"],
+                 "readings_per_s": mosquitto["readings_per_s"],
+                 "ingest_cpu_us_per_reading": round(float(mosquitto["ingest_cpu_s_per_1000"]) * 1000, 2),  # type: ignore[arg-type]
+                 "broker_cpu_us_per_reading": mosquitto["broker_cpu_us_per_reading"]})
+    print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 
@@ -178,11 +217,17 @@ def main() -> None:
     b.add_argument("--stations", default="1000,10000,50000")
     b.add_argument("--minutes", type=float, default=3)
     b.add_argument("--per-process", type=int, default=15_000, help="agents per simulator process (open files)")
+    c = sub.add_parser("cluster")
+    c.add_argument("--n", type=int, default=100_000)
+    c.add_argument("--replicas", default="1,2,3")
+    c.add_argument("--prefetch", type=int, default=10_000)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix=f"yizhan-scale-{uuid.uuid4().hex[:4]}-") as tmp:
         work = Path(tmp)
-        if args.mode == "ingest":
+        if args.mode == "cluster":
+            rows = scale_cluster(args.n, [int(x) for x in args.replicas.split(",")], args.prefetch, work)
+        elif args.mode == "ingest":
             for p in (int(x) for x in args.processes.split(",")):
                 rows.append(scale_ingest(args.n, p, work, queued=args.queued))
                 print(json.dumps(rows[-1]), flush=True)
