@@ -451,11 +451,15 @@ class Session(SessionOutput[Event]):
                 raise _ViolationError(ProtocolErrorKind.MALFORMED, "frame end is not 0xCE", 501)
             if kind == 1:
                 if data[i + 7:i + 11] == _DELIVER and self._active:
-                    self._deliver(data, i + 11, stop)
-                    after = self._whole(data, stop + 1, end, messages)
+                    if self._delivery is not None:
+                        raise AmqpProtocolError("basic.deliver before the last delivery's content", 505)
+                    topic, token, flags = self._deliver(data, i + 11, stop)
+                    after = self._whole(data, stop + 1, end)
                     if after:
-                        i = after
+                        messages.append((topic, after[0], token, flags))
+                        i = after[1]
                         continue
+                    self._delivery = _Delivery(topic, token, flags)
                 else:
                     self._control(channel, data[i:stop + 1], now)
                     if self.state is State.CLOSED:
@@ -473,10 +477,8 @@ class Session(SessionOutput[Event]):
             i = stop + 1
         return i
 
-    def _deliver(self, data: bytes, j: int, stop: int) -> None:
+    def _deliver(self, data: bytes, j: int, stop: int) -> tuple[str, AckToken, int]:
         """``basic.deliver``: consumer tag, delivery tag, redelivered, exchange, routing key."""
-        if self._delivery is not None:
-            raise AmqpProtocolError("basic.deliver before the last delivery's content", 505)
         j += 1 + data[j]  # consumer tag
         tag = _TAG.unpack_from(data, j)[0]
         redelivered = data[j + 8] & 1
@@ -491,32 +493,26 @@ class Session(SessionOutput[Event]):
             topic = self._topics[key] = key.decode("utf-8", "replace").translate(_SWAP)
         if redelivered:
             self.redeliveries += 1
-        self._delivery = _Delivery(topic, (self.connection, tag), DUP if redelivered else 0)
+        return topic, (self.connection, tag), DUP if redelivered else 0
 
-    def _whole(self, data: bytes, h: int, end: int, messages: list[Message]) -> int:
-        """The content of the delivery just begun when its header and one body frame are all in ``data``
-        (the common case), taken at once; returns where the next frame begins, or 0: frame by frame."""
+    def _whole(self, data: bytes, h: int, end: int) -> tuple[bytes, int] | None:
+        """The body of the delivery just begun when its header and one body frame are all in ``data``
+        (the common case), and where the next frame begins; None: frame by frame."""
         if end - h < 22 or data[h] != 2:
-            return 0
+            return None
         stop: int = h + 7 + _SIZE.unpack_from(data, h + 3)[0]
         if stop >= end or data[stop] != 0xCE or stop - h < 21:
-            return 0
+            return None
         size = _BODY_SIZE.unpack_from(data, h + 11)[0]
         b = stop + 1
-        if size:
-            if size > self._max_body or end - b < 8 or data[b] != 3:
-                return 0
-            stop = b + 7 + _SIZE.unpack_from(data, b + 3)[0]
-            if stop - b - 7 != size or stop >= end or data[stop] != 0xCE:
-                return 0
-            body, b = data[b + 7:stop], stop + 1
-        else:
-            body = b""
-        delivery = self._delivery
-        assert delivery is not None  # noqa: S101 - begun by _deliver
-        self._delivery = None
-        messages.append((delivery.topic, body, delivery.token, delivery.flags))
-        return b
+        if not size:
+            return b"", b
+        if size > self._max_body or end - b < 8 or data[b] != 3:
+            return None
+        stop = b + 7 + _SIZE.unpack_from(data, b + 3)[0]
+        if stop - b - 7 != size or stop >= end or data[stop] != 0xCE:
+            return None
+        return data[b + 7:stop], stop + 1
 
     def _content_header(self, data: bytes, j: int, stop: int, messages: list[Message]) -> None:
         delivery = self._delivery
