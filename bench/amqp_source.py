@@ -9,7 +9,8 @@ ingest process:
 
 - ``codec``: no servers; the AMQP session's decoding of deliveries (``basic.deliver``, content
   header, body, read 64 KiB at a time) per message, against pamqp decoding the same frames one by
-  one, and an acknowledgement per batch (one ``basic.ack``, multiple) against one per message;
+  one and the MQTT session decoding the same payloads as PUBLISHes, and an acknowledgement per
+  batch (one ``basic.ack``, multiple) against one per message;
 - ``mqtt_queued``: single readings published to Mosquitto while ingest (MQTT source) is SIGSTOPped,
   then drained (``bench/ingest_throughput.py``'s ``single_queued``);
 - ``amqp_queued``: the same readings published over MQTT to the cluster's MQTT listeners (in turn)
@@ -55,6 +56,8 @@ from bench.ingest_throughput import (
     write_feed,
 )
 from ingest.amqp_session import Session, ack_frame
+from ingest.session import Session as MqttSession
+from ingest.session import packet, utf8
 from telemetry import registry
 from tests.cluster import Cluster, running_cluster
 from tests.ingest.amqp_peer import HANDSHAKE, deliver
@@ -97,9 +100,19 @@ def codec(n: int) -> dict[str, float]:
             got += isinstance(value, commands.Basic.Deliver)
         assert got == n  # noqa: S101
 
+    wire = b"".join(packet(0x32, utf8(f"stations/v1/PL-KT-{i % 45:03d}/occupancy") + (1 + i % 65535).to_bytes(2, "big")
+                           + p) for i, p in enumerate(payloads))
+
+    def mqtt_session() -> None:
+        s = MqttSession(client_id="bench", topic_filter="#", connection=1, now=0.0)
+        s.receive_data(b"\x20\x02\x00\x00\x90\x03\x00\x01\x01", 0.0)  # CONNACK, SUBACK
+        got = sum(len(s.receive_data(wire[k:k + 65536], 0.0)) for k in range(0, len(wire), 65536))
+        assert got == n  # noqa: S101
+
     batches = [list(range(k + 1, k + 5001)) for k in range(0, n, 5000)]
     per_message = {
         "session_decode_us": _best(session) / n * 1e6,
+        "mqtt_session_decode_us": _best(mqtt_session) / n * 1e6,
         "pamqp_decode_us": _best(with_pamqp, 2) / n * 1e6,
         "ack_per_batch_of_5000_us": _best(lambda: [ack_frame(b[-1]) for b in batches]) / n * 1e6,
         "ack_per_message_pamqp_us": _best(lambda: [pamqp_frame.marshal(commands.Basic.Ack(t), 1)
