@@ -201,7 +201,7 @@ _ACK = struct.Struct(">BHIHHQBB")
 _DELIVER: Final = b"\x00\x3c\x00\x3c"  # class 60 (basic), method 60 (deliver)
 _TAG = struct.Struct(">Q")
 _BODY_SIZE = struct.Struct(">Q")
-_SIZE = struct.Struct(">I")
+_HEADER_HEAD = struct.Struct(">BHIHHQ")  # a content header frame's head: type, channel, size, class, weight, body size
 _TOPIC_CACHE_MAX: Final = 65_536
 _SWAP: Final = str.maketrans("./", "/.")
 _METHOD_INPUTS: Final[dict[type[Frame], Input]] = {
@@ -453,13 +453,11 @@ class Session(SessionOutput[Event]):
                 if data[i + 7:i + 11] == _DELIVER and self._active:
                     if self._delivery is not None:
                         raise AmqpProtocolError("basic.deliver before the last delivery's content", 505)
-                    topic, token, flags = self._deliver(data, i + 11, stop)
-                    after = self._whole(data, stop + 1, end)
-                    if after:
-                        messages.append((topic, after[0], token, flags))
-                        i = after[1]
+                    after = self._run(data, i, end, messages)
+                    if after != i:
+                        i = after
                         continue
-                    self._delivery = _Delivery(topic, token, flags)
+                    self._delivery = _Delivery(*self._deliver(data, i + 11, stop))
                 else:
                     self._control(channel, data[i:stop + 1], now)
                     if self.state is State.CLOSED:
@@ -486,33 +484,60 @@ class Session(SessionOutput[Event]):
         key = data[j + 1:j + 1 + data[j]]
         if j + 1 + len(key) != stop or len(key) != data[j]:
             raise _ViolationError(ProtocolErrorKind.MALFORMED, "basic.deliver of the wrong length", 501)
-        topic = self._topics.get(key)
-        if topic is None:
-            if len(self._topics) >= _TOPIC_CACHE_MAX:
-                self._topics.clear()
-            topic = self._topics[key] = key.decode("utf-8", "replace").translate(_SWAP)
+        topic = self._topics.get(key) or self._topic(key)
         if redelivered:
             self.redeliveries += 1
         return topic, (self.connection, tag), DUP if redelivered else 0
 
-    def _whole(self, data: bytes, h: int, end: int) -> tuple[bytes, int] | None:
-        """The body of the delivery just begun when its header and one body frame are all in ``data``
-        (the common case), and where the next frame begins; None: frame by frame."""
-        if end - h < 22 or data[h] != 2:
-            return None
-        stop: int = h + 7 + _SIZE.unpack_from(data, h + 3)[0]
-        if stop >= end or data[stop] != 0xCE or stop - h < 21:
-            return None
-        size = _BODY_SIZE.unpack_from(data, h + 11)[0]
-        b = stop + 1
-        if not size:
-            return b"", b
-        if size > self._max_body or end - b < 8 or data[b] != 3:
-            return None
-        stop = b + 7 + _SIZE.unpack_from(data, b + 3)[0]
-        if stop - b - 7 != size or stop >= end or data[stop] != 0xCE:
-            return None
-        return data[b + 7:stop], stop + 1
+    def _run(self, data: bytes, i: int, end: int, messages: list[Message]) -> int:
+        """Deliveries in a row whose content header and single body frame are all in ``data`` (the
+        common case), decoded in one loop; returns where the first one not taken so begins (the
+        frame-by-frame path takes it, and reports what is wrong with it)."""
+        head, content_head, tag_of = _FRAME_HEAD.unpack_from, _HEADER_HEAD.unpack_from, _TAG.unpack_from
+        topics, connection, max_body, add = self._topics, self.connection, self._max_body, messages.append
+        redeliveries = 0
+        while end - i >= 7:
+            kind, _, length = head(data, i)
+            stop = i + 7 + length
+            if kind != 1 or stop >= end or data[i + 7:i + 11] != _DELIVER or data[stop] != 0xCE:
+                break
+            j = i + 12 + data[i + 11]  # after the consumer tag
+            tag, redelivered = tag_of(data, j)[0], data[j + 8] & 1
+            j += 10 + data[j + 9]  # after the exchange
+            if j + 1 + data[j] != stop:
+                break
+            key = data[j + 1:stop]
+            h = stop + 1
+            if end - h < 22:
+                break
+            kind, _, length, _, _, size = content_head(data, h)
+            stop = h + 7 + length
+            if kind != 2 or stop >= end or data[stop] != 0xCE or length < 14 or size > max_body:
+                break
+            b = stop + 1
+            if size:
+                if end - b < 8:
+                    break
+                kind, _, length = head(data, b)
+                stop = b + 7 + length
+                if kind != 3 or length != size or stop >= end or data[stop] != 0xCE:
+                    break
+                body, b = data[b + 7:stop], stop + 1
+            else:
+                body = b""
+            topic = topics.get(key) or self._topic(key)
+            if redelivered:
+                redeliveries += 1
+            add((topic, body, (connection, tag), DUP if redelivered else 0))
+            i = b
+        self.redeliveries += redeliveries
+        return i
+
+    def _topic(self, key: bytes) -> str:
+        if len(self._topics) >= _TOPIC_CACHE_MAX:
+            self._topics.clear()
+        topic = self._topics[key] = key.decode("utf-8", "replace").translate(_SWAP)
+        return topic
 
     def _content_header(self, data: bytes, j: int, stop: int, messages: list[Message]) -> None:
         delivery = self._delivery
