@@ -96,15 +96,20 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
 def _source(settings: Settings, pipeline: Pipeline, metrics: Metrics) -> tuple[Source, Callable[[], dict[str, object]]]:
     """The MQTT subscriber, or with ``AMQP_URL`` the AMQP consumer; and what ``/healthz`` says of it.
 
-    ``mqtt_connected`` stays in the health of both (probes and tests read it): there it means the source
-    is connected.
+    ``mqtt_connected`` (in ``/healthz``, the ``ingest_mqtt_connected`` gauge and ``ingest_stats``) means
+    "connected to the broker" for both, so that probes, the pipeline dashboard and the ingest-away
+    alert work unchanged on the AMQP source.
     """
     if settings.amqp_url:
         consumer = AmqpConsumer(urls=settings.amqp_urls, queue=settings.ingest_queue,
                                 consumer_tag=settings.mqtt_client_id, on_messages=pipeline.on_messages,
                                 tls=settings.amqp_tls_context(), prefetch=settings.ingest_amqp_prefetch,
                                 heartbeat=settings.ingest_amqp_heartbeat_seconds)
-        consumer.on_state = lambda up: metrics.amqp_connected.set(1 if up else 0)
+        def amqp_state(up: bool) -> None:
+            metrics.amqp_connected.set(1 if up else 0)
+            metrics.mqtt_connected.set(1 if up else 0)
+
+        consumer.on_state = amqp_state
         metrics.watch_amqp(consumer)
 
         def amqp_health() -> dict[str, object]:
@@ -123,11 +128,7 @@ def _source(settings: Settings, pipeline: Pipeline, metrics: Metrics) -> tuple[S
                             hold_bytes=int(settings.ingest_mqtt_hold_mb * 1024 * 1024))
     subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
 
-    def mqtt_health() -> dict[str, object]:
-        up = subscriber.connected.is_set()
-        return {"source": "mqtt", "connected": up, "mqtt_connected": up}
-
-    return subscriber, mqtt_health
+    return subscriber, lambda: {"mqtt_connected": subscriber.connected.is_set()}
 
 
 def _count_event(metrics: Metrics, event: Event) -> None:

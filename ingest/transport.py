@@ -136,6 +136,8 @@ class SessionTransport(Generic[S, E]):
     async def watch(self, proto: StreamProtocol[S, E], session: S) -> E:
         """Tick the session at its deadlines until it is closed; returns the event that closed it."""
         self._proto = proto
+        if self._stopping.is_set():  # stop() came while connecting: end this session cleanly at once
+            session.disconnect(time.monotonic())
         self.pump(proto)
         try:
             while proto.closed is None:
