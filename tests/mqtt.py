@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -32,6 +33,11 @@ def publish(port: int, messages: Iterable[tuple[str, bytes | str | dict[str, Any
     infos: list[mqtt.MQTTMessageInfo] = []
     total = 0
     try:
+        deadline = time.monotonic() + timeout  # a publish before the CONNACK fails (a loaded broker is slow to answer)
+        while not c.is_connected():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no CONNACK from the broker on port {port} in {timeout} s")
+            time.sleep(0.01)
         for topic, payload in messages:
             body = payload if isinstance(payload, bytes | str) else json.dumps(payload)
             infos.append(c.publish(topic, body, qos=qos, retain=retain))
