@@ -1,7 +1,7 @@
 """Ingest CPU per reading through the AMQP source (a RabbitMQ quorum queue) against the MQTT source, one run.
 
     .venv/bin/python -m bench.amqp_source [--n 100000] [--rate 2000] [--paced-seconds 20]
-        [--prefetch 10000] [--cases codec,mqtt_queued,amqp_queued,mqtt_paced,amqp_paced]
+        [--prefetch 2000] [--cases codec,mqtt_queued,amqp_queued,mqtt_paced,amqp_paced]
 
 Starts its own InfluxDB, Mosquitto (the shipped limits) and a three-node RabbitMQ cluster
 (``tests/cluster.py``: the MQTT plugin, quorum queues replicated on the three), then per case one
@@ -147,12 +147,7 @@ def run_amqp(case: str, topics: dict[str, list[str]], n: int, cluster: Cluster, 
         if rate is None:
             for proc in procs:
                 proc.send_signal(signal.SIGSTOP)
-            files = write_feed(topics, work / db / "feed")
-            pubs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(cluster.nodes[k % 3].mqtt_port),
-                                      "-u", user, "-P", "guest", "-q", "1", "-M", "1000", "-t", topic, "-l"],
-                                     stdin=path.open("rb")) for k, (topic, path) in enumerate(files)]
-            for p in pubs:
-                p.wait()
+            _publish_files(cluster, user, write_feed(topics, work / db / "feed"))
             wait_for(lambda: _queued(cluster, vhost) >= n, timeout=300, what="the feed in the queue")
         cpu0 = sum(proc_stats(p.pid)[0] for p in procs)
         broker0, influx0, box0, started = rabbit_cpu(cluster), _influx_cpu(influxd), box_busy(), time.monotonic()
@@ -174,6 +169,7 @@ def run_amqp(case: str, topics: dict[str, list[str]], n: int, cluster: Cluster, 
         broker, influx = rabbit_cpu(cluster) - broker0, _influx_cpu(influxd) - influx0
     finally:
         for proc in procs:
+            proc.send_signal(signal.SIGCONT)  # a stopped process would not act on SIGTERM
             proc.terminate()
         for proc in procs:
             proc.wait(30)
@@ -181,6 +177,21 @@ def run_amqp(case: str, topics: dict[str, list[str]], n: int, cluster: Cluster, 
     return Result(case, n, round(seconds, 2), round(n / seconds), round(cpu / n * 1000, 4),
                   round(sum(r for _, r in stats), 1), None, None, None, round(broker, 2), round(influx, 2),
                   round(box / seconds, 2))
+
+
+def _publish_files(cluster: Cluster, user: str, files: list[tuple[str, Path]], attempts: int = 5) -> None:
+    """``mosquitto_pub -l`` per file, through the nodes in turn; a file whose publisher was refused is sent again
+    (a fresh cluster's MQTT plugin refuses connections until its client id registry has a leader)."""
+    for attempt in range(attempts):
+        pubs = [(topic, path, subprocess.Popen(
+            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(cluster.nodes[(k + attempt) % 3].mqtt_port), "-u", user,
+             "-P", "guest", "-q", "1", "-M", "1000", "-t", topic, "-l"], stdin=path.open("rb")))
+            for k, (topic, path) in enumerate(files)]
+        files = [(topic, path) for topic, path, p in pubs if p.wait() != 0]
+        if not files:
+            return
+        time.sleep(2)
+    raise RuntimeError(f"{len(files)} feed files not published after {attempts} attempts")
 
 
 def _queued(cluster: Cluster, vhost: str) -> int:
@@ -207,7 +218,7 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=45)
     parser.add_argument("--rate", type=float, default=2000, help="readings/s of the paced cases")
     parser.add_argument("--paced-seconds", type=float, default=20)
-    parser.add_argument("--prefetch", default="10000", help="INGEST_AMQP_PREFETCH values (comma-separated)")
+    parser.add_argument("--prefetch", default="2000", help="INGEST_AMQP_PREFETCH values (comma-separated)")
     parser.add_argument("--cases", default="codec,mqtt_queued,amqp_queued,mqtt_paced,amqp_paced")
     args = parser.parse_args()
     cases = args.cases.split(",")

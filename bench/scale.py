@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.scale ingest [--n 200000] [--processes 1,2,3] [--queued]
     .venv/bin/python -m bench.scale agents [--stations 1000,10000,50000] [--minutes 3]
-    .venv/bin/python -m bench.scale cluster [--n 100000] [--replicas 1,2,3] [--prefetch 10000]
+    .venv/bin/python -m bench.scale cluster [--n 100000] [--replicas 1,2,3] [--prefetch 2000]
 
 ``ingest``: the single-reading feed of bench/ingest_throughput.py (``mosquitto_pub``, one per
 station topic) through 1, 2 and 3 ingest processes on one broker, splitting the stream with a
@@ -220,7 +220,7 @@ def main() -> None:
     c = sub.add_parser("cluster")
     c.add_argument("--n", type=int, default=100_000)
     c.add_argument("--replicas", default="1,2,3")
-    c.add_argument("--prefetch", type=int, default=10_000)
+    c.add_argument("--prefetch", type=int, default=2000)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix=f"yizhan-scale-{uuid.uuid4().hex[:4]}-") as tmp:

@@ -49,7 +49,7 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     amqp_key_file: Path | None = None
     ingest_queue: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
         "yizhan.ingest")
-    ingest_amqp_prefetch: Annotated[int, Field(ge=1, le=65535)] = 10_000
+    ingest_amqp_prefetch: Annotated[int, Field(ge=1, le=65535)] = 2000
     ingest_amqp_heartbeat_seconds: Annotated[int, Field(ge=2, le=600)] = 30
 
     @field_validator("amqp_url")

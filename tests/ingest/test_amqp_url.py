@@ -35,7 +35,7 @@ def test_amqp_settings_empty_url_is_the_mqtt_source(monkeypatch: pytest.MonkeyPa
     settings = Settings()
     assert settings.amqp_urls == []
     assert settings.amqp_tls_context() is None
-    assert (settings.ingest_queue, settings.ingest_amqp_prefetch) == ("yizhan.ingest", 10_000)
+    assert (settings.ingest_queue, settings.ingest_amqp_prefetch) == ("yizhan.ingest", 2000)
 
 
 @pytest.mark.parametrize(("name", "value"), [("AMQP_URL", "http://node1"), ("INGEST_QUEUE", "amq.ingest"),
