@@ -15,7 +15,9 @@ time runs from their SIGCONT: the publishers no longer share the cores, so inges
 the quorum queue replicated on the three) while 1, 2 and 3 ingest replicas (the AMQP source,
 competing consumers) are stopped, then drained (``bench/amqp_source.py``'s ``run_amqp``); and,
 in the same run, one Mosquitto with one ingest (``ingest --queued``). Prints readings/s, ingest
-CPU µs per reading (the replicas together) and broker CPU µs per reading (the three nodes together).
+CPU µs per reading (the replicas together) and broker CPU µs per reading (the three nodes together),
+both while draining: the broker's share of taking the MQTT publishes in (149-210 µs a message on
+three replicating nodes, ``../shared/cluster/README.md``) is not in it.
 
 ``agents``: a synthetic registry of N stations (``python -m simulator make-registry``), the
 simulator running them at real rates (speed 1) for ``--minutes``, in processes of at most
