@@ -73,6 +73,11 @@ class Node:
     mqtt_port: int
     dist_port: int
     dir: Path
+    amqps_port: int = 0
+    """TLS listeners, in a cluster made with ``tls`` (0 otherwise)."""
+    mqtts_port: int = 0
+    plain: bool = True
+    """Whether the plain AMQP and MQTT listeners are on (``amqp_port``, ``mqtt_port``)."""
     config: str = ""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -94,6 +99,10 @@ class Node:
         secret = "" if password is None else f":{quote(password, safe='')}"
         return f"mqtt://{quote(user, safe='')}{secret}@127.0.0.1:{self.mqtt_port}"
 
+    def listening_ports(self) -> list[int]:
+        plain = [self.amqp_port, self.mqtt_port] if self.plain else []
+        return plain + [p for p in (self.amqps_port, self.mqtts_port) if p]
+
     def beam_pid(self) -> int | None:
         """The pid of the node's ``beam.smp``, once it wrote its pid file."""
         try:
@@ -109,11 +118,30 @@ class Node:
                          for p in paths)
 
 
-def _node_config(node: Node, peers: Sequence[str], *, anonymous: bool, extra: str) -> str:
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of the nodes' TLS listeners: the CA, the server certificate and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _listeners(node: Node, tls: TlsFiles | None) -> list[str]:
+    lines = [f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}", f"mqtt.listeners.tcp.1 = 127.0.0.1:{node.mqtt_port}"] \
+        if node.plain else ["listeners.tcp = none", "mqtt.listeners.tcp = none"]
+    if tls is not None:
+        lines += [f"listeners.ssl.1 = 127.0.0.1:{node.amqps_port}", f"mqtt.listeners.ssl.1 = 127.0.0.1:{node.mqtts_port}",
+                  f"ssl_options.cacertfile = {tls.ca}", f"ssl_options.certfile = {tls.cert}",
+                  f"ssl_options.keyfile = {tls.key}", "ssl_options.verify = verify_none",
+                  "ssl_options.fail_if_no_peer_cert = false"]
+    return lines
+
+
+def _node_config(node: Node, peers: Sequence[str], *, anonymous: bool, tls: TlsFiles | None, extra: str) -> str:
     lines = [
-        f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}",
+        *_listeners(node, tls),
         "loopback_users = none",
-        f"mqtt.listeners.tcp.1 = 127.0.0.1:{node.mqtt_port}",
         f"mqtt.allow_anonymous = {'true' if anonymous else 'false'}",
         "mqtt.vhost = /",
         "mqtt.exchange = amq.topic",
@@ -135,17 +163,21 @@ class Cluster:
     Args:
         directory: where the nodes keep their data, logs, configs and the shared cookie.
         anonymous: whether MQTT clients without a user name get in (as guest).
+        tls: turns the TLS listeners on (``amqps_port``, ``mqtts_port`` of each node).
+        plain: ``False`` turns the plain AMQP and MQTT listeners off (their ports stay closed).
         extra: more ``rabbitmq.conf`` lines, the same for every node.
         node_extra: more lines per node, called with the node (ports of extra listeners).
     """
 
-    def __init__(self, directory: Path, *, anonymous: bool = True, extra: str = "",
+    def __init__(self, directory: Path, *, anonymous: bool = True, tls: TlsFiles | None = None, plain: bool = True,
+                 extra: str = "",
                  node_extra: Callable[[Node], str] | None = None, plugins: Sequence[str] = ("rabbitmq_mqtt",)) -> None:
         require_rabbitmq()
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         tag = f"yz{secrets.token_hex(4)}"
-        self.nodes = [Node(i, f"{tag}-{i}@localhost", free_port(), free_port(), free_port(), self.dir / f"n{i}")
+        self.nodes = [Node(i, f"{tag}-{i}@localhost", free_port(), free_port(), free_port(), self.dir / f"n{i}",
+                           amqps_port=free_port() if tls else 0, mqtts_port=free_port() if tls else 0, plain=plain)
                       for i in range(SIZE)]
         self.home = self.dir / "home"
         self.home.mkdir(exist_ok=True)
@@ -160,7 +192,7 @@ class Cluster:
         for node in self.nodes:
             node.dir.mkdir(exist_ok=True)
             more = node_extra(node) if node_extra is not None else ""
-            node.config = _node_config(node, peers, anonymous=anonymous, extra=extra + more)
+            node.config = _node_config(node, peers, anonymous=anonymous, tls=tls, extra=extra + more)
             node.config_file.write_text(node.config)
 
     # -- environment -------------------------------------------------------------------------------
@@ -224,7 +256,7 @@ class Cluster:
 
     def _await_listening(self, node: Node, deadline: float) -> None:
         # cheap polls (a socket, a pid) while it boots: every rabbitmqctl costs a second of CPU
-        while not (port_open(node.amqp_port) and port_open(node.mqtt_port)):
+        while not all(port_open(p) for p in node.listening_ports()):
             assert node.proc is not None
             if node.proc.poll() is not None:
                 raise AssertionError(f"node {node.name} exited {node.proc.returncode} while booting:\n"
