@@ -258,9 +258,13 @@ def test_rabbitmq_apply_adds_new_stations_and_deletes_removed_ones(secure: Secur
                                                                    tmp_path: Path) -> None:
     changed = tmp_path / "stations.yaml"
     registry_with(changed, extra=True, drop=B)
+    connected = secure.session(B, node=0)
+    sessions.append(connected)
+    assert connected.accepted
     try:
         proc = _provision_cli(secure, changed)
         assert f"deleted 1 users of stations no longer in the registry: {B}" in proc.stderr
+        connected.wait_disconnected()  # deleting the user closes its connections
         passwords = load_secrets(secure.auth / "secrets.yaml")
         newcomer = secure.session("PL-KT-900", passwords["PL-KT-900"], node=1)
         sessions.append(newcomer)
