@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Generic, Protocol, Self, TypeVar
@@ -22,10 +23,13 @@ C = TypeVar("C", bound=_Conn)
 
 
 class ScriptedServer(Generic[C]):
-    """``async with Server(script) as server``: listening on ``server.port``; ``server.conns`` in order."""
+    """``async with Server(script) as server``: listening on ``server.port``; ``server.conns`` in order.
 
-    def __init__(self, script: Callable[[C, int], Awaitable[None]]) -> None:
+    With ``tls``, the listener speaks TLS with that server context."""
+
+    def __init__(self, script: Callable[[C, int], Awaitable[None]], *, tls: ssl.SSLContext | None = None) -> None:
         self._script = script
+        self._tls = tls
         self.conns: list[C] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._server: asyncio.Server | None = None
@@ -36,7 +40,7 @@ class ScriptedServer(Generic[C]):
         raise NotImplementedError
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from pamqp import commands
 
 from ingest.amqp_consumer import AmqpConsumer
 from ingest.amqp_url import AmqpUrl
+from ingest.config import Settings
 from ingest.source import DUP, Message
 from telemetry.backoff import Backoff
 from tests.ingest import amqp_peer as peer
 from tests.ingest.amqp_peer import Conn, ScriptedBroker, deliver
 from tests.rig import free_port, until
+from tests.security.certs import authority
 
 
 @dataclass
@@ -170,3 +174,32 @@ async def test_amqp_consumer_clean_stop_sends_the_last_ack_then_close() -> None:
         assert kinds[-2:] == [commands.Basic.Ack, commands.Connection.Close]
         assert acks(conn) == [2]
         await conn.closed()
+
+
+async def test_amqp_consumer_amqps_verifies_the_broker_with_amqp_ca_file(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    ca = authority(tmp_path / "pki")
+    server = ca.issue("broker", server=True)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(server.cert, server.key)
+
+    async def script(conn: Conn, _number: int) -> None:
+        await conn.handshake()
+        conn.send(deliver(b"{}", 1))
+
+    got: list[Message] = []
+    async with ScriptedBroker(script, tls=server_tls) as broker:
+        url = f"amqps://guest:guest@127.0.0.1:{broker.port}/"
+        monkeypatch.setenv("AMQP_URL", url)
+        monkeypatch.setenv("AMQP_CA_FILE", str(ca.cert))
+        async with consuming(url, got, tls=Settings().amqp_tls_context()) as consumer:
+            await until(lambda: got, timeout=10, what="a delivery over TLS")
+            assert consumer.node == f"127.0.0.1:{broker.port}"
+        other = authority(tmp_path / "other", "other")  # a broker this CA did not sign is refused
+        monkeypatch.setenv("AMQP_CA_FILE", str(other.cert))
+        refused: list[Message] = []
+        async with consuming(url, refused, tls=Settings().amqp_tls_context()) as consumer:
+            await until(lambda: consumer.backoff.delays, timeout=10,  # type: ignore[attr-defined]
+                        what="the TLS handshake refused")
+            assert not consumer.connected.is_set()
+        assert refused == []
