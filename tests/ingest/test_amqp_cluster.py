@@ -1,5 +1,6 @@
 """Ingest's AMQP source against real RabbitMQ nodes: readings published over MQTT to the ``rabbitmq_mqtt``
-plugin reach InfluxDB once, through one node and through three ingest replicas of which one is SIGKILLed."""
+plugin reach InfluxDB once: through one node, through three ingest replicas of which one is SIGKILLed, and
+across the SIGKILL of the node ingest consumes from."""
 
 from __future__ import annotations
 
@@ -40,6 +41,18 @@ def start_amqp_ingest(tmp_path: Path, influxd: Influxd, db: str) -> Iterator[Amq
 
 def feed(n: int, base: int) -> list[tuple[str, bytes | dict[str, Any]]]:
     return [(t(STATIONS[i % len(STATIONS)], "occupancy"), occupancy(i, i % 7, ts=base + i)) for i in range(n)]
+
+
+def publish_retrying(ports: list[int], messages: list[tuple[str, bytes | dict[str, Any]]], vhost: str) -> None:
+    """Publish, sending again through the next node what a broken connection left unacknowledged (a device does)."""
+    for attempt in range(5):
+        try:
+            publish(ports[attempt % len(ports)], messages, username=f"{vhost}:guest", password="guest")
+        except (RuntimeError, AssertionError, OSError):
+            if attempt == 4:
+                raise
+        else:
+            return
 
 
 def queue_counts(cluster: Cluster, vhost: str) -> tuple[int, int]:
@@ -93,14 +106,8 @@ def test_amqp_three_replicas_one_sigkilled_mid_stream_store_every_reading_once(
 
     def publish_all() -> None:  # each third through another node's MQTT listener, in chunks
         for k in range(0, n, 500):
-            for attempt in range(5):  # a chunk whose connection broke is sent again, as a device would
-                try:
-                    publish(nodes[(k // 500 + attempt) % 3].mqtt_port, messages[k:k + 500],
-                            username=f"{vhost}:guest", password="guest")
-                    break
-                except (RuntimeError, AssertionError, OSError):
-                    if attempt == 4:
-                        raise
+            ports = [nodes[(k // 500 + i) % 3].mqtt_port for i in range(3)]
+            publish_retrying(ports, messages[k:k + 500], vhost)
 
     publisher = threading.Thread(target=publish_all, name="mqtt-publisher")
     publisher.start()
@@ -120,3 +127,26 @@ def test_amqp_three_replicas_one_sigkilled_mid_stream_store_every_reading_once(
     assert redelivered >= held, f"the victim held {held} unacknowledged, the survivors got {redelivered} again"
     assert sum(r.metric("ingest_messages_redelivered_total") for r in replicas) == redelivered
     assert sum(r.metric("ingest_messages_received_total") for r in replicas) + redelivered >= n
+
+
+def test_amqp_ingest_fails_over_when_its_node_is_sigkilled(rabbit_cluster: Cluster, influxd: Influxd, db: str,
+                                                          start_amqp_ingest: AmqpIngest) -> None:
+    vhost = rabbit_cluster.new_vhost()
+    nodes = rabbit_cluster.nodes
+    ingest = start_amqp_ingest(",".join(node.amqp_url(vhost=vhost) for node in nodes))
+    assert ingest.health()["amqp_node"] == f"127.0.0.1:{nodes[0].amqp_port}"
+    base = now_ms() - 120_000
+    messages = feed(2000, base)
+    publish_retrying([nodes[1].mqtt_port], messages[:1000], vhost)
+    wait_for(lambda: influxd.count("occupancy", "people", db) >= 1000, timeout=60, what="the first 1000 readings")
+    rabbit_cluster.kill(0)
+    try:
+        wait_for(lambda: ingest.health()["amqp_node"] in {f"127.0.0.1:{n.amqp_port}" for n in nodes[1:]},
+                 timeout=90, what="ingest consuming from another node")
+        publish_retrying([nodes[1].mqtt_port, nodes[2].mqtt_port], messages[1000:], vhost)
+        wait_for(lambda: influxd.count("occupancy", "people", db) >= 2000, timeout=120, what="all 2000 readings")
+    finally:
+        rabbit_cluster.start(0)
+    seqs = sorted(r["seq"] for r in influxd.rows("SELECT seq FROM occupancy", db))
+    assert seqs == list(range(2000))
+    assert ingest.metric("ingest_amqp_reconnects_total") >= 1
