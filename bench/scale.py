@@ -1,7 +1,7 @@
 """Scaling: ingest processes sharing one stream, and how many real-rate stations one process and one broker hold.
 
     .venv/bin/python -m bench.scale ingest [--n 200000] [--processes 1,2,3] [--queued]
-    .venv/bin/python -m bench.scale agents [--stations 1000,10000,50000] [--minutes 3]
+    .venv/bin/python -m bench.scale agents [--stations 1000,10000,50000] [--minutes 3] [--on mosquitto|rabbitmq]
     .venv/bin/python -m bench.scale cluster [--n 100000] [--replicas 1,2,3] [--prefetch 2000]
 
 ``ingest``: the single-reading feed of bench/ingest_throughput.py (``mosquitto_pub``, one per
@@ -24,6 +24,9 @@ simulator running them at real rates (speed 1) for ``--minutes``, in processes o
 ``--per-process`` agents (``--shard``), against one broker and one ingest. Prints the agents
 connected, readings produced, acknowledged and stored per second, and CPU and memory of each
 component. One socket per agent: the broker and each simulator process need that many open files.
+``--on rabbitmq``: the agents on node 0 of the three-node cluster, ingest on its quorum queue over
+AMQP; prints node 0's resident memory before the agents connect and at the end, and the
+difference per connected station (the MQTT connection, its config subscription, its retained status).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.amqp_source import run_amqp
@@ -133,63 +139,103 @@ def scale_cluster(n: int, replicas: list[int], prefetch: int, work: Path) -> lis
 
 
 
-def scale_agents(stations: int, minutes: float, per_process: int, work: Path) -> dict[str, object]:
+@dataclass(slots=True)
+class _Target:
+    """Where the agents connect: the MQTT URL, the broker's processes, and ingest's settings for it."""
+
+    mqtt_url: str
+    broker_pids: list[int]
+    ingest_env: dict[str, str]
+    ready: str
+    """What ingest logs once it takes messages."""
+
+
+@contextmanager
+def _target(on: str, work: Path, stations: int, influxd: Influxd, db: str, registry_file: Path) -> Iterator[_Target]:
+    """One Mosquitto, or the three-node RabbitMQ cluster with every agent on node 0 (its memory per station)."""
+    client_id = f"agents-{on}-{stations}"
+    if on == "mosquitto":
+        broker = Mosquitto(work / f"am-{stations}", log_types=MOSQUITTO_DEFAULT_LOG, persistence=False,
+                           extra="max_connections -1\nsys_interval 5").start()
+        try:
+            yield _Target(broker.url, [broker.proc.pid] if broker.proc else [],
+                          ingest_env(broker, influxd, db, work, client_id, STATIONS_FILE=str(registry_file)),
+                          "MQTT connected")
+        finally:
+            broker.stop()
+        return
+    with running_cluster(work / f"rabbit-{stations}") as cluster:
+        node = cluster.nodes[0]
+        env = ingest_env(None, influxd, db, work, client_id, STATIONS_FILE=str(registry_file), AMQP_URL=node.amqp_url())
+        yield _Target(node.mqtt_url(), [pid for n in cluster.nodes if (pid := n.beam_pid())], env, "AMQP consuming")
+
+
+def _rss_mb(pid: int) -> float:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+
+def scale_agents(stations: int, minutes: float, per_process: int, work: Path, *, on: str = "mosquitto",
+                 ) -> dict[str, object]:
     path = work / f"stations-{stations}.json"
     path.write_text(make_registry(stations, as_json=True))
-    broker = Mosquitto(work / f"am-{stations}", log_types=MOSQUITTO_DEFAULT_LOG, persistence=False,
-                       extra="max_connections -1\nsys_interval 5").start()
-    influxd = Influxd(work / f"ai-{stations}").start()
+    influxd = Influxd(work / f"ai-{on}-{stations}").start()
     db = f"agents{stations}"
-    ingest_log = work / f"agents-ingest-{stations}.log"
-    ingest = start_ingest([sys.executable, "-m", "ingest"],
-                          ingest_env(broker, influxd, db, work, f"agents-{stations}", STATIONS_FILE=str(path)),
-                          ingest_log)
+    ingest_log = work / f"agents-ingest-{on}-{stations}.log"
     shards = max(1, math.ceil(stations / per_process))
     sims: list[subprocess.Popen[bytes]] = []
-    logs = [work / f"sim-{stations}-{k}.log" for k in range(shards)]
+    logs = [work / f"sim-{on}-{stations}-{k}.log" for k in range(shards)]
     try:
-        wait_for(lambda: "MQTT connected" in ingest_log.read_text(), timeout=120, what="ingest ready")
-        started = time.monotonic()
-        sim_env = child_env({"MQTT_URL": broker.url, "STATIONS_FILE": str(path), "LOG_LEVEL": "WARNING"})
-        for k, log in enumerate(logs):
-            with log.open("wb") as out:
-                sims.append(subprocess.Popen(
-                    [sys.executable, "-m", "simulator", "--registry", str(path), "--shard", f"{k}/{shards}",
-                     "--progress-interval", "10", "--drain-timeout", "5"],
-                    cwd=ROOT, env=sim_env,
-                    stdout=out, stderr=out))
-        deadline = started + minutes * 60
-        samples = []
-        while time.monotonic() < deadline and all(s.poll() is None for s in sims):
-            time.sleep(10)
-            samples.append(_sample(logs, influxd, db, time.monotonic() - started))
-        cpu = {"simulator": sum(proc_stats(s.pid)[0] for s in sims if s.poll() is None),
-               "broker": proc_stats(broker.proc.pid)[0] if broker.proc else 0.0,
-               "ingest": proc_stats(ingest.pid)[0]}
-        rss = {"simulator_mb": sum(proc_stats(s.pid)[1] for s in sims if s.poll() is None),
-               "broker_mb": proc_stats(broker.proc.pid)[1] if broker.proc else 0.0,
-               "ingest_mb": proc_stats(ingest.pid)[1]}
-    finally:
-        for s in sims:
-            s.send_signal(signal.SIGINT)
-        for s in sims:
+        with _target(on, work, stations, influxd, db, path) as target:
+            ingest = start_ingest([sys.executable, "-m", "ingest"], target.ingest_env, ingest_log)
             try:
-                s.wait(60)
-            except subprocess.TimeoutExpired:
-                s.kill()
-        ingest.terminate()
-        ingest.wait(30)
-        broker.stop()
+                wait_for(lambda: target.ready in ingest_log.read_text(), timeout=120, what="ingest ready")
+                broker_rss_before = _rss_mb(target.broker_pids[0])
+                started = time.monotonic()
+                sim_env = child_env({"MQTT_URL": target.mqtt_url, "STATIONS_FILE": str(path), "LOG_LEVEL": "WARNING"})
+                for k, log in enumerate(logs):
+                    with log.open("wb") as out:
+                        sims.append(subprocess.Popen(
+                            [sys.executable, "-m", "simulator", "--registry", str(path), "--shard", f"{k}/{shards}",
+                             "--progress-interval", "10", "--drain-timeout", "5"],
+                            cwd=ROOT, env=sim_env, stdout=out, stderr=out))
+                deadline = started + minutes * 60
+                samples = []
+                while time.monotonic() < deadline and all(s.poll() is None for s in sims):
+                    time.sleep(10)
+                    samples.append(_sample(logs, influxd, db, time.monotonic() - started))
+                broker_rss_after = _rss_mb(target.broker_pids[0])
+                cpu = {"simulator": sum(proc_stats(s.pid)[0] for s in sims if s.poll() is None),
+                       "broker": sum(proc_stats(pid)[0] for pid in target.broker_pids),
+                       "ingest": proc_stats(ingest.pid)[0]}
+                rss = {"simulator_mb": sum(proc_stats(s.pid)[1] for s in sims if s.poll() is None),
+                       "broker_mb": sum(proc_stats(pid)[1] for pid in target.broker_pids),
+                       "ingest_mb": proc_stats(ingest.pid)[1]}
+            finally:
+                for s in sims:
+                    s.send_signal(signal.SIGINT)
+                for s in sims:
+                    try:
+                        s.wait(60)
+                    except subprocess.TimeoutExpired:
+                        s.kill()
+                ingest.terminate()
+                ingest.wait(30)
+    finally:
         influxd.stop()
     last = samples[-1] if samples else {}
     window = [s for s in samples if s["t"] >= samples[-1]["t"] - 60] if samples else []
     stored_rate = ((window[-1]["stored"] - window[0]["stored"]) / (window[-1]["t"] - window[0]["t"])
                    if len(window) > 1 else None)
     errors = sum(log.read_text().count("Too many open files") + log.read_text().count("refused") for log in logs)
-    return {"stations": stations, "processes": shards, "connected": last.get("connected"),
+    connected = int(last.get("connected") or 0)
+    per_station_kb = (broker_rss_after - broker_rss_before) * 1024 / connected if connected else None
+    return {"broker": on, "stations": stations, "processes": shards, "connected": last.get("connected"),
             "produced": last.get("produced"), "acked": last.get("acked"), "stored": last.get("stored"),
             "stored_per_s_last_minute": round(stored_rate) if stored_rate is not None else None,
             "cpu_s": {k: round(v, 1) for k, v in cpu.items()}, "rss": {k: round(v) for k, v in rss.items()},
+            "broker_node_rss_mb": [round(broker_rss_before), round(broker_rss_after)],
+            "broker_kb_per_connected_station": round(per_station_kb, 1) if per_station_kb is not None else None,
             "seconds": round(samples[-1]["t"]) if samples else 0, "connection_errors_logged": errors}
 
 
@@ -219,6 +265,8 @@ def main() -> None:
     b.add_argument("--stations", default="1000,10000,50000")
     b.add_argument("--minutes", type=float, default=3)
     b.add_argument("--per-process", type=int, default=15_000, help="agents per simulator process (open files)")
+    b.add_argument("--on", choices=("mosquitto", "rabbitmq"), default="mosquitto",
+                   help="one Mosquitto, or node 0 of the three-node RabbitMQ cluster (ingest on its queue)")
     c = sub.add_parser("cluster")
     c.add_argument("--n", type=int, default=100_000)
     c.add_argument("--replicas", default="1,2,3")
@@ -235,7 +283,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
         else:
             for n in (int(x) for x in args.stations.split(",")):
-                rows.append(scale_agents(n, args.minutes, args.per_process, work))
+                rows.append(scale_agents(n, args.minutes, args.per_process, work, on=args.on))
                 print(json.dumps(rows[-1]), flush=True)
     print()
     for row in rows:
