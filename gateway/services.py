@@ -17,7 +17,7 @@ from gateway.exceptions import DependencyUnavailableError, InfluxQueryError
 from gateway.geo import GeoIndex
 from gateway.influx import InfluxReader
 from gateway.live import LiveState
-from gateway.mqtt import MqttLink
+from gateway.mqtt import MqttCluster, Node
 from telemetry.codec import Decoder
 from telemetry.registry import Registry
 
@@ -46,7 +46,7 @@ class Services:
     registry: Registry
     live: LiveState
     influx: InfluxReader
-    mqtt: MqttLink
+    mqtt: MqttCluster
     tokens: TokenStore
     passwords: StationPasswords
     decoder: Decoder
@@ -63,10 +63,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     decoder = Decoder(registry)  # one for the live state and the HTTP ingress: same verdicts, one route cache
     live = LiveState(registry, decoder)
     metrics = GatewayMetrics()
-    mqtt = settings.mqtt
-    link = MqttLink(host=mqtt.host, port=mqtt.port, username=mqtt.username, password=mqtt.password,
-                    tls=settings.mqtt_tls_context(), client_id=settings.gateway_mqtt_client_id,
-                    on_message=live.on_message)
+    link = MqttCluster(nodes=[Node(u.host, u.port, u.username, u.password, settings.mqtt_tls_context(u))
+                              for u in settings.mqtt_urls],
+                       stations=[s.id for s in registry.reporting], client_id=settings.gateway_mqtt_client_id,
+                       on_live=live.on_message, on_config=live.desire)
     metrics.mqtt_connected.set_function(lambda: 1 if link.connected.is_set() else 0)
     metrics.live_messages.set_function(lambda: live.messages)
     async with InfluxReader(url=settings.influx_url, database=settings.influx_db,
