@@ -31,6 +31,7 @@ class GatewayMetrics:
     latency: Histogram = field(init=False)
     mqtt_connected: Gauge = field(init=False)
     live_messages: Gauge = field(init=False)
+    mqtt_reader: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -39,6 +40,8 @@ class GatewayMetrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.mqtt_connected = Gauge("gateway_mqtt_connected", "1 while connected to the broker", registry=r)
         self.live_messages = Gauge("gateway_live_messages", "MQTT messages applied to live state", registry=r)
+        self.mqtt_reader = Gauge("gateway_mqtt_reader", "MQTT_URL index of the node the live state is read from "
+                                 "(-1: none up)", registry=r)
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                        on_live=live.on_message, on_config=live.desire)
     metrics.mqtt_connected.set_function(lambda: 1 if link.connected.is_set() else 0)
     metrics.live_messages.set_function(lambda: live.messages)
+    metrics.mqtt_reader.set_function(lambda: -1 if link.reader is None else link.reader)
     async with InfluxReader(url=settings.influx_url, database=settings.influx_db,
                             username=settings.influx_username, password=settings.influx_password,
                             token=settings.influx_token, ca_file=settings.influx_ca_file) as influx:

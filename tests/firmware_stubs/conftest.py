@@ -6,14 +6,14 @@ import asyncio
 import heapq
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from firmware_stubs.agent import Address, Agent
-from firmware_stubs.buffer import BufferFile
+from firmware_stubs.buffer import Buffer, BufferFile
 from firmware_stubs.drivers import Drivers, StubValues, stub_drivers
 from simulator.network import SimNetwork
 from telemetry import registry
@@ -161,19 +161,24 @@ def fast_backoff() -> Backoff:
     return Backoff(initial=0.05, cap=0.4, jitter=0.5, healthy_after=0.5)
 
 
+def stub_agent(station: Station, buffer: Buffer, brokers: Sequence[Address], **settings: Any) -> Agent:
+    """A started agent of ``station`` on stub drivers; unless given: FAST intervals, no flush, fast_backoff()."""
+    defaults: dict[str, Any] = {"config": FAST, "flush_timeout": 0, "backoff": fast_backoff()}
+    agent = Agent(station=station, drivers=stub_drivers(station, StubValues()), buffer=buffer, brokers=brokers,
+                  **(defaults | settings))
+    agent.start()
+    return agent
+
+
 @pytest.fixture
 async def scripted_agent(station: Station, buffer_file: BufferFile) -> AsyncIterator[ScriptedAgent]:
     """Start agents of station S against scripted brokers (tried in the order given); power cut after the test."""
     made: list[Agent] = []
 
     def start(*brokers: ScriptedBroker, **kwargs: Any) -> Agent:
-        settings: dict[str, Any] = {"config": FAST, "flush_timeout": 0, "backoff": fast_backoff(), **kwargs}
-        agent = Agent(station=station, drivers=stub_drivers(station, StubValues()),
-                      buffer=buffer_file.buffer(station=station.id),
-                      brokers=[Address("127.0.0.1", b.port) for b in brokers], **settings)
-        agent.start()
-        made.append(agent)
-        return agent
+        made.append(stub_agent(station, buffer_file.buffer(station=station.id),
+                               [Address("127.0.0.1", b.port) for b in brokers], **kwargs))
+        return made[-1]
 
     yield start
     for agent in made:

@@ -8,25 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from firmware_stubs.agent import Address, Agent
+from firmware_stubs.agent import Address
 from firmware_stubs.buffer import BufferFile
-from firmware_stubs.drivers import StubValues, stub_drivers
 from firmware_stubs.failover import Failover
 from telemetry.backoff import Backoff
 from telemetry.registry import Station
 from tests.firmware_stubs.conftest import (
-    FAST,
     REFUSE,
     SERVE,
     S,
     ScriptedAgent,
-    fast_backoff,
     published_readings,
     readings,
+    stub_agent,
 )
 from tests.firmware_stubs.scripted_broker import CONNECT, PUBLISH, Close, Expect, Reply, ScriptedBroker, Serve, connack
 from tests.mqtt import Collector
-from tests.rig import Mosquitto, until
+from tests.rig import Mosquitto, mosquittos, until
 
 
 def backoff() -> Backoff:
@@ -142,33 +140,27 @@ async def test_failover_readings_in_flight_on_the_dead_broker_are_sent_again_on_
 @pytest.fixture
 def brokers(tmp_path: Path) -> Iterator[list[Mosquitto]]:
     """Three mosquittos, stopped after the test."""
-    started = [Mosquitto(tmp_path / f"mosquitto{i}").start() for i in range(3)]
-    yield started
-    for b in started:
-        b.stop()
+    with mosquittos(tmp_path, 3) as started:
+        yield started
 
 
 async def test_failover_agent_moves_through_real_brokers_as_they_die_without_a_seq_gap(
         brokers: list[Mosquitto], station: Station, buffer_file: BufferFile) -> None:
     collectors = [Collector(b.port, f"stations/v1/{S}/+") for b in brokers]
-    agent = Agent(station=station, drivers=stub_drivers(station, StubValues()),
-                  buffer=buffer_file.buffer(station=S), brokers=[Address("127.0.0.1", b.port) for b in brokers],
-                  config=FAST, backoff=fast_backoff(), flush_timeout=0)
+    agent = stub_agent(station, buffer_file.buffer(station=S), [Address("127.0.0.1", b.port) for b in brokers])
     try:
-        async with agent:
-            for dead in (0, 1):
-                await until(lambda: len(readings(collectors[dead])) >= 5,  # noqa: B023 - awaited here
-                            what=f"readings on broker {dead}")
-                brokers[dead].stop()
-                collectors[dead].close()
-                await until(lambda: agent.connected and agent._connection.endpoint.port == brokers[dead + 1].port,  # noqa: B023
-                            what=f"the agent on broker {dead + 1}")
-            await until(lambda: len(readings(collectors[2])) >= 5, what="readings on the last broker")
-            await until(lambda: agent.buffered <= 6, what="the backlog sent")
-            last = agent._buffer.seq
-            acknowledged = last - agent.buffered
+        for dead in (0, 1):
+            await until(lambda: len(readings(collectors[dead])) >= 5,  # noqa: B023 - awaited here
+                        what=f"readings on broker {dead}")
+            brokers[dead].stop()
+            await until(lambda: agent.connected and agent._connection.endpoint.port == brokers[dead + 1].port,  # noqa: B023
+                        what=f"the agent on broker {dead + 1}")
+        await until(lambda: len(readings(collectors[2])) >= 5, what="readings on the last broker")
+        await until(lambda: agent.buffered <= 6, what="the backlog sent")
+        acknowledged = agent._buffer.seq - agent.buffered
         got = {r["seq"] for c in collectors for r in readings(c)}
         assert set(range(1, acknowledged + 1)) <= got, "an acknowledged reading reached no subscriber"
     finally:
-        for c in collectors[2:]:
+        await agent.close(graceful=False)
+        for c in collectors:
             c.close()

@@ -14,18 +14,16 @@ from firmware_stubs.agent import Address
 from simulator.simulation import Broker, Simulation
 from telemetry import registry
 from telemetry.contract import AgentConfig
-from tests.mqtt import Collector
-from tests.rig import Mosquitto, until
+from tests.mqtt import Collector, reading_seqs
+from tests.rig import Mosquitto, mosquittos, until
 
 CONFIG = AgentConfig(occupancy_interval_s=5, charger_interval_s=5, temperature_interval_s=5, status_interval_s=5)
 
 
 @pytest.fixture
 def brokers(tmp_path: Path) -> Iterator[list[Mosquitto]]:
-    started = [Mosquitto(tmp_path / f"mosquitto{i}").start() for i in range(3)]
-    yield started
-    for b in started:
-        b.stop()
+    with mosquittos(tmp_path, 3) as started:
+        yield started
 
 
 def online_on(collector: Collector) -> list[str]:
@@ -35,17 +33,6 @@ def online_on(collector: Collector) -> list[str]:
         if m.topic.endswith("/status") and json.loads(m.payload)["state"] == "online":
             seen.setdefault(m.topic.split("/")[2], None)
     return list(seen)
-
-
-def seqs(collectors: list[Collector]) -> dict[str, set[int]]:
-    out: dict[str, set[int]] = {}
-    for c in collectors:
-        for m in list(c.messages):
-            if m.topic.endswith(("/occupancy", "/charger", "/temperature")):
-                doc = json.loads(m.payload)
-                out.setdefault(m.topic.split("/")[2], set()).update(r["seq"] for r in (doc if isinstance(doc, list)
-                                                                                       else [doc]))
-    return out
 
 
 async def test_simulator_spreads_stations_over_the_nodes_and_they_fail_over_without_a_seq_gap(
@@ -68,7 +55,7 @@ async def test_simulator_spreads_stations_over_the_nodes_and_they_fail_over_with
     moved = {stations[0].id, stations[3].id}
     assert moved <= set(online_on(collectors[1])), "the stations of the dead node did not move to the next"
     assert summary.total("buffered") == summary.total("dropped") == 0
-    got = seqs(collectors)
+    got = reading_seqs(m for c in collectors for m in list(c.messages))
     for t in summary.stations:
         assert t.produced > 20
         assert got[t.station] == set(range(1, t.produced + 1)), f"{t.station}: a seq is missing"
