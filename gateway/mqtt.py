@@ -11,7 +11,7 @@ What each link subscribes to (docs/gateway.md, "On a cluster", says why)::
     every link        the exact config topic of every reporting station: the node's retained
                       copies come back at subscribe (RabbitMQ sends none to a wildcard), so the
                       gateway knows what each node holds, and republishes the newest where older
-    the reader        also stations/v1/+/{occupancy,charger,temperature,status}: the live state.
+    the reader        also stations/v1/+/+: the live state.
                       One link only: a message published on any node reaches every node's
                       subscribers, so a reader per node would decode everything n times. When
                       the reader's node dies, the first other link up becomes the reader.
@@ -24,7 +24,6 @@ newest config it does not hold once its read-back settled. While no link is up, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -39,15 +38,14 @@ from pydantic import ValidationError
 from gateway.configs import DesiredConfigs
 from gateway.exceptions import DependencyUnavailableError
 from telemetry.backoff import Backoff
-from telemetry.contract import TOPIC_ROOT, AgentConfig, Kind, topic
+from telemetry.contract import SUBSCRIPTION, AgentConfig, Kind, topic
 
 logger = logging.getLogger(__name__)
 
 HEALTHY_AFTER: Final = 10.0
 """A session up this long (seconds) resets the reconnect backoff."""
-LIVE_TOPICS: Final = tuple(f"{TOPIC_ROOT}/+/{k.value}" for k in (Kind.OCCUPANCY, Kind.CHARGER, Kind.TEMPERATURE,
-                                                                  Kind.STATUS))
-"""The reader's subscription: everything but configs, which come through the exact subscriptions."""
+LIVE_TOPICS: Final = (SUBSCRIPTION,)
+"""The reader's subscription: every station topic (the live state also counts what it refuses)."""
 SUBSCRIBE_CHUNK: Final = 500
 """Topics per SUBSCRIBE packet."""
 
@@ -142,7 +140,7 @@ class MqttCluster:
     """One link per node (see the module docstring); the live state from one reader link.
 
     Args:
-        nodes: the brokers, in ``MQTT_URL`` order (the first up becomes the reader).
+        nodes: the brokers, in ``MQTT_URL`` order (the first link to come up becomes the reader).
         stations: the reporting stations, whose configs it follows.
         on_live: (topic, payload) of every message of the reader but configs (the live state).
         on_config: (station, newest config) whenever the newest config of a station changes.
@@ -250,9 +248,9 @@ class MqttCluster:
         logger.info("MQTT node %d (%s:%s) is the live state's reader", node, link.host, link.port)
 
     def _on_message(self, node: int, message_topic: str, payload: bytes, retained: bool) -> None:
+        if node == self.reader:
+            self._on_live(message_topic, payload)
         if not message_topic.endswith("/config"):
-            if node == self.reader:
-                self._on_live(message_topic, payload)
             return
         self._last_config[node] = time.monotonic()
         station = message_topic.split("/")[2]
@@ -286,8 +284,10 @@ class MqttCluster:
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         async def run() -> None:
-            with contextlib.suppress(DependencyUnavailableError):
+            try:
                 await coro
+            except (DependencyUnavailableError, aiomqtt.MqttError) as exc:  # the link's end is handled by its run
+                logger.warning("MQTT %s: %s", name, exc)
         task = asyncio.create_task(run(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
