@@ -26,7 +26,7 @@ import logging
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -40,6 +40,13 @@ from firmware_stubs.transport import Transport, close_socket
 from telemetry.backoff import Backoff
 
 logger = logging.getLogger(__name__)
+
+SUBSCRIBE_QOS: Final = 0
+"""The config subscription's QoS. RabbitMQ 3.10 backs a QoS 1 subscription with a durable classic queue
+(``mqtt-subscription-<client id>qos1``) on the node of the first connection: while that node is down, no
+other node accepts the same client id (the queue's declare fails), so the agent could not fail over. A
+QoS 0 subscription's queue is transient and goes with its node. Nothing is lost: the config is retained
+(sent again on every connect) and its generation makes a copy seen twice harmless."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -89,7 +96,7 @@ class Connection:
     Args:
         endpoints: where and as whom: one or more brokers, tried in turn (see ``failover.py``).
         will: the last will (topic, payload), retained at QoS 1.
-        subscribe: the topic to subscribe to at QoS 1 on every connect.
+        subscribe: the topic to subscribe to on every connect, at QoS 0 (see :data:`SUBSCRIBE_QOS`).
         max_inflight: paho's bound on unacknowledged messages.
         transport: opens each session's socket.
         backoff: the waits between sessions (over the whole list).
@@ -283,7 +290,7 @@ class Connection:
             self._connack.set_exception(ConnectError(f"the broker refused the connection: {reason}"))
             return
         self._connected = True
-        client.subscribe(self._subscribe, qos=1)
+        client.subscribe(self._subscribe, qos=SUBSCRIBE_QOS)
         self._events.on_connect()
         self._connack.set_result(None)
 

@@ -37,8 +37,18 @@ async def test_simulator_on_the_cluster_a_node_killed_its_stations_fail_over_and
             summary = await asyncio.wait_for(run, timeout=180)
         finally:
             await asyncio.to_thread(rabbit_cluster.start, 1)
-        await until(lambda: all(reading_seqs(list(collector.messages)).get(t.station, set()) >= set(range(1, t.produced + 1))
-                                for t in summary.stations), what="every reading at the subscriber")
+
+        def missing() -> dict[str, list[int]]:
+            got = reading_seqs(list(collector.messages))
+            return {t.station: sorted(set(range(1, t.produced + 1)) - got.get(t.station, set()))
+                    for t in summary.stations if not got.get(t.station, set()) >= set(range(1, t.produced + 1))}
+
+        try:
+            await until(lambda: not missing(), timeout=30, what="every reading at the subscriber")
+        except AssertionError as exc:
+            gaps = {k: (v[0], v[-1], len(v)) for k, v in missing().items()}
+            raise AssertionError(f"{exc}; missing (first, last, how many): {gaps}; tallies: {summary.stations}") \
+                from None
     finally:
         collector.close()
     assert summary.total("buffered") == summary.total("dropped") == 0
