@@ -73,6 +73,11 @@ class Node:
     mqtt_port: int
     dist_port: int
     dir: Path
+    amqps_port: int = 0
+    """TLS listeners, in a cluster made with ``tls`` (0 otherwise)."""
+    mqtts_port: int = 0
+    plain: bool = True
+    """Whether the plain AMQP and MQTT listeners are on (``amqp_port``, ``mqtt_port``)."""
     config: str = ""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
@@ -94,6 +99,10 @@ class Node:
         secret = "" if password is None else f":{quote(password, safe='')}"
         return f"mqtt://{quote(user, safe='')}{secret}@127.0.0.1:{self.mqtt_port}"
 
+    def listening_ports(self) -> list[int]:
+        plain = [self.amqp_port, self.mqtt_port] if self.plain else []
+        return plain + [p for p in (self.amqps_port, self.mqtts_port) if p]
+
     def beam_pid(self) -> int | None:
         """The pid of the node's ``beam.smp``, once it wrote its pid file."""
         try:
@@ -109,14 +118,38 @@ class Node:
                          for p in paths)
 
 
-def _node_config(node: Node, peers: Sequence[str], *, anonymous: bool, extra: str) -> str:
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of the nodes' TLS listeners: the CA, the server certificate and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def _listeners(node: Node, tls: TlsFiles | None) -> list[str]:
+    lines = [f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}", f"mqtt.listeners.tcp.1 = 127.0.0.1:{node.mqtt_port}"] \
+        if node.plain else ["listeners.tcp = none", "mqtt.listeners.tcp = none"]
+    if tls is not None:
+        lines += [f"listeners.ssl.1 = 127.0.0.1:{node.amqps_port}", f"mqtt.listeners.ssl.1 = 127.0.0.1:{node.mqtts_port}",
+                  f"ssl_options.cacertfile = {tls.ca}", f"ssl_options.certfile = {tls.cert}",
+                  f"ssl_options.keyfile = {tls.key}"]
+    return lines
+
+
+def default_settings(*, anonymous: bool) -> str:
+    """What a node does beyond its listeners and peers, unless the cluster is given ``settings``."""
+    lines = [f"mqtt.allow_anonymous = {'true' if anonymous else 'false'}", "mqtt.vhost = /", "mqtt.exchange = amq.topic",
+             "ssl_options.verify = verify_none", "ssl_options.fail_if_no_peer_cert = false"]
+    if anonymous:
+        lines += ["mqtt.default_user = guest", "mqtt.default_pass = guest"]
+    return "\n".join(lines) + "\n"
+
+
+def _node_config(node: Node, peers: Sequence[str], *, tls: TlsFiles | None, settings: str) -> str:
     lines = [
-        f"listeners.tcp.1 = 127.0.0.1:{node.amqp_port}",
+        *_listeners(node, tls),
         "loopback_users = none",
-        f"mqtt.listeners.tcp.1 = 127.0.0.1:{node.mqtt_port}",
-        f"mqtt.allow_anonymous = {'true' if anonymous else 'false'}",
-        "mqtt.vhost = /",
-        "mqtt.exchange = amq.topic",
         "cluster_formation.peer_discovery_backend = classic_config",
         *(f"cluster_formation.classic_config.nodes.{i + 1} = {peer}" for i, peer in enumerate(peers)),
         # tests start, kill and restart nodes often: keep the disk alarm out of the way on small disks
@@ -124,9 +157,7 @@ def _node_config(node: Node, peers: Sequence[str], *, anonymous: bool, extra: st
         "log.file.level = info",
         "log.console = false",
     ]
-    if anonymous:
-        lines += ["mqtt.default_user = guest", "mqtt.default_pass = guest"]
-    return "\n".join(lines) + "\n" + extra
+    return "\n".join(lines) + "\n" + settings
 
 
 class Cluster:
@@ -134,18 +165,25 @@ class Cluster:
 
     Args:
         directory: where the nodes keep their data, logs, configs and the shared cookie.
-        anonymous: whether MQTT clients without a user name get in (as guest).
-        extra: more ``rabbitmq.conf`` lines, the same for every node.
+        anonymous: whether MQTT clients without a user name get in (as guest); with the vhost ``/``
+            and TLS without client certificates, this makes :func:`default_settings`.
+        settings: ``rabbitmq.conf`` lines instead of :func:`default_settings` (a shipped config
+            without its listeners, paths and peers); ``anonymous`` then does nothing.
+        tls: turns the TLS listeners on (``amqps_port``, ``mqtts_port`` of each node).
+        plain: ``False`` turns the plain AMQP and MQTT listeners off (their ports stay closed).
+        extra: more lines for every node, after the settings.
         node_extra: more lines per node, called with the node (ports of extra listeners).
     """
 
-    def __init__(self, directory: Path, *, anonymous: bool = True, extra: str = "",
+    def __init__(self, directory: Path, *, anonymous: bool = True, settings: str | None = None,
+                 tls: TlsFiles | None = None, plain: bool = True, extra: str = "",
                  node_extra: Callable[[Node], str] | None = None, plugins: Sequence[str] = ("rabbitmq_mqtt",)) -> None:
         require_rabbitmq()
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         tag = f"yz{secrets.token_hex(4)}"
-        self.nodes = [Node(i, f"{tag}-{i}@localhost", free_port(), free_port(), free_port(), self.dir / f"n{i}")
+        self.nodes = [Node(i, f"{tag}-{i}@localhost", free_port(), free_port(), free_port(), self.dir / f"n{i}",
+                           amqps_port=free_port() if tls else 0, mqtts_port=free_port() if tls else 0, plain=plain)
                       for i in range(SIZE)]
         self.home = self.dir / "home"
         self.home.mkdir(exist_ok=True)
@@ -157,10 +195,11 @@ class Cluster:
         self.plugins_file = self.dir / "enabled_plugins"
         self.plugins_file.write_text(f"[{','.join(plugins)}].\n")
         peers = [n.name for n in self.nodes]
+        own = default_settings(anonymous=anonymous) if settings is None else settings
         for node in self.nodes:
             node.dir.mkdir(exist_ok=True)
             more = node_extra(node) if node_extra is not None else ""
-            node.config = _node_config(node, peers, anonymous=anonymous, extra=extra + more)
+            node.config = _node_config(node, peers, tls=tls, settings=own + extra + more)
             node.config_file.write_text(node.config)
 
     # -- environment -------------------------------------------------------------------------------
@@ -191,7 +230,8 @@ class Cluster:
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+sbwt none +sbwtdcpu none +sbwtdio none",
         }
 
-    def _ctl_env(self) -> dict[str, str]:
+    def ctl_env(self) -> dict[str, str]:
+        """The environment in which ``rabbitmqctl -n <node>`` reaches these nodes (their cookie)."""
         # the CLI's own distribution listener: an ephemeral port, not the shared 35672-35682 range
         return self._base_env() | {"RABBITMQ_CTL_DIST_PORT_MIN": "0", "RABBITMQ_CTL_DIST_PORT_MAX": "0",
                                    "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
@@ -201,7 +241,7 @@ class Cluster:
     def ctl(self, *args: str, node: int = 0, timeout: float = 60.0) -> str:
         """``rabbitmqctl -n <node> ...``: its standard output; a failure raises with its output."""
         cmd = [str(RABBITMQCTL), "-n", self.nodes[node].name, *args]
-        done = subprocess.run(cmd, env=self._ctl_env(), capture_output=True, text=True, timeout=timeout,
+        done = subprocess.run(cmd, env=self.ctl_env(), capture_output=True, text=True, timeout=timeout,
                               check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd[1:])} exited {done.returncode}: {done.stdout}{done.stderr}")
@@ -224,7 +264,7 @@ class Cluster:
 
     def _await_listening(self, node: Node, deadline: float) -> None:
         # cheap polls (a socket, a pid) while it boots: every rabbitmqctl costs a second of CPU
-        while not (port_open(node.amqp_port) and port_open(node.mqtt_port)):
+        while not all(port_open(p) for p in node.listening_ports()):
             assert node.proc is not None
             if node.proc.poll() is not None:
                 raise AssertionError(f"node {node.name} exited {node.proc.returncode} while booting:\n"
