@@ -142,7 +142,7 @@ class MqttCluster:
     Args:
         nodes: the brokers, in ``MQTT_URL`` order (the first link to come up becomes the reader).
         stations: the reporting stations, whose configs it follows.
-        on_live: (topic, payload) of every message of the reader but configs (the live state).
+        on_live: (topic, payload) of every message the reader gets (the live state).
         on_config: (station, newest config) whenever the newest config of a station changes.
         client_id: the MQTT client id (suffixed ``-<node>`` with several nodes: RabbitMQ keeps one
             connection per client id in the whole cluster); empty: random.
