@@ -72,6 +72,22 @@ class MqttUrl:
         password = unquote(parts.password) if parts.password else None
         return cls(parts.hostname, port, tls, username, password)
 
+    @classmethod
+    def parse_list(cls, text: str) -> tuple[MqttUrl, ...]:
+        """One or more URLs, comma-separated (the nodes of a cluster, tried in turn); a bad one names itself."""
+        items = [item.strip() for item in text.split(",")]
+        if not any(items):
+            raise ValueError("no broker URL")
+        urls = []
+        for n, item in enumerate(items, start=1):
+            if not item:
+                raise ValueError(f"URL {n} of {len(items)} is empty (a stray comma?)")
+            try:
+                urls.append(cls.parse(item))
+            except ValueError as exc:
+                raise ValueError(f"URL {n} of {len(items)}: {exc}") from exc
+        return tuple(urls)
+
 
 class _Base(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
@@ -90,6 +106,7 @@ def _readable(value: Path | None) -> Path | None:
 
 class MqttSettings(_Base):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    """One URL, or several comma-separated (see :meth:`MqttUrl.parse_list`)."""
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
@@ -97,7 +114,7 @@ class MqttSettings(_Base):
     @field_validator("mqtt_url")
     @classmethod
     def _valid_mqtt_url(cls, value: str) -> str:
-        MqttUrl.parse(value)
+        MqttUrl.parse_list(value)
         return value
 
     @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
@@ -112,12 +129,19 @@ class MqttSettings(_Base):
         return self
 
     @property
-    def mqtt(self) -> MqttUrl:
-        return MqttUrl.parse(self.mqtt_url)
+    def mqtt_urls(self) -> tuple[MqttUrl, ...]:
+        """Every broker of ``MQTT_URL``, in order."""
+        return MqttUrl.parse_list(self.mqtt_url)
 
-    def mqtt_tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context for ``mqtts://`` (system CAs unless ``MQTT_CA_FILE``), else None."""
-        if not self.mqtt.tls:
+    @property
+    def mqtt(self) -> MqttUrl:
+        """The first broker of ``MQTT_URL`` (what a client of one broker uses)."""
+        return self.mqtt_urls[0]
+
+    def mqtt_tls_context(self, url: MqttUrl | None = None) -> ssl.SSLContext | None:
+        """The TLS context for ``url`` (default the first) when it is ``mqtts://`` (system CAs unless
+        ``MQTT_CA_FILE``), else None."""
+        if not (url or self.mqtt).tls:
             return None
         ctx = ssl.create_default_context(cafile=str(self.mqtt_ca_file) if self.mqtt_ca_file else None)
         if self.mqtt_cert_file:

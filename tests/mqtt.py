@@ -60,6 +60,17 @@ def wait_all(infos: list[mqtt.MQTTMessageInfo], timeout: float) -> None:
     infos.clear()
 
 
+def reading_seqs(messages: Iterable[mqtt.MQTTMessage]) -> dict[str, set[int]]:
+    """station -> the seq of every reading in ``messages`` (batches flattened)."""
+    out: dict[str, set[int]] = {}
+    for m in messages:
+        if m.topic.endswith(("/occupancy", "/charger", "/temperature")):
+            doc = json.loads(m.payload)
+            out.setdefault(m.topic.split("/")[2], set()).update(r["seq"] for r in (doc if isinstance(doc, list)
+                                                                                   else [doc]))
+    return out
+
+
 class Collector:
     """Subscribes and records every message it receives."""
 
