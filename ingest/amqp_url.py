@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
+
+from telemetry.settings import Endpoint, parse_url_list
 
 
 @dataclass(slots=True, frozen=True)
@@ -24,29 +26,16 @@ class AmqpUrl:
 
     @classmethod
     def parse(cls, url: str) -> AmqpUrl:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("amqp", "amqps"):
-            raise ValueError(f"scheme must be amqp:// or amqps://, got {url!r}")
-        if not parts.hostname:
-            raise ValueError(f"no host in {url!r}")
-        tls = parts.scheme == "amqps"
-        try:
-            port = parts.port or (5671 if tls else 5672)
-        except ValueError as exc:
-            raise ValueError(f"bad port in {url!r}") from exc
-        path = parts.path.removeprefix("/")
+        e = Endpoint.parse(url, plain="amqp", secure="amqps", ports=(5672, 5671))
+        path = e.path.removeprefix("/")
         if "/" in path:
             raise ValueError(f"the vhost is one path segment (write / as %2F), got {url!r}")
-        return cls(parts.hostname, port, tls, unquote(parts.username) if parts.username else "guest",
-                   unquote(parts.password) if parts.password else "guest", unquote(path) or "/")
+        return cls(e.host, e.port, e.tls, e.username or "guest", e.password or "guest", unquote(path) or "/")
 
     @classmethod
     def parse_list(cls, value: str) -> list[AmqpUrl]:
         """The nodes of a comma-separated ``AMQP_URL``, in order (failover goes through them in turn)."""
-        urls = [cls.parse(part) for part in value.split(",") if part.strip()]
-        if not urls:
-            raise ValueError("no amqp:// URL given")
-        return urls
+        return list(parse_url_list(value, cls.parse))
 
     @property
     def node(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn, Self, TypeVar
@@ -46,6 +47,53 @@ ListenAddr = Annotated[str, AfterValidator(_listen_addr)]
 """``host:port`` to listen on (see :func:`parse_addr`)."""
 
 
+T = TypeVar("T")
+
+
+@dataclass(slots=True, frozen=True)
+class Endpoint:
+    """A broker URL split into what every client needs: ``scheme://user:password@host:port/path``."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+    path: str
+
+    @classmethod
+    def parse(cls, url: str, *, plain: str, secure: str, ports: tuple[int, int]) -> Endpoint:
+        """``url`` with the scheme ``plain`` or ``secure`` (TLS); ``ports`` are their default ports."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in (plain, secure):
+            raise ValueError(f"scheme must be {plain}:// or {secure}://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"no host in {url!r}")
+        tls = parts.scheme == secure
+        try:
+            port = parts.port or ports[tls]
+        except ValueError as exc:
+            raise ValueError(f"bad port in {url!r}") from exc
+        return cls(parts.hostname, port, tls, unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None, parts.path)
+
+
+def parse_url_list(text: str, parse: Callable[[str], T]) -> tuple[T, ...]:
+    """One or more URLs, comma-separated (the nodes of a cluster, tried in turn); a bad one names itself."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise ValueError("no broker URL")
+    urls = []
+    for n, item in enumerate(items, start=1):
+        if not item:
+            raise ValueError(f"URL {n} of {len(items)} is empty (a stray comma?)")
+        try:
+            urls.append(parse(item))
+        except ValueError as exc:
+            raise ValueError(f"URL {n} of {len(items)}: {exc}") from exc
+    return tuple(urls)
+
+
 @dataclass(slots=True, frozen=True)
 class MqttUrl:
     """``mqtt://user:password@host:port`` or ``mqtts://...`` (TLS), parsed."""
@@ -58,35 +106,13 @@ class MqttUrl:
 
     @classmethod
     def parse(cls, url: str) -> MqttUrl:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"scheme must be mqtt:// or mqtts://, got {url!r}")
-        if not parts.hostname:
-            raise ValueError(f"no host in {url!r}")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError as exc:
-            raise ValueError(f"bad port in {url!r}") from exc
-        username = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        return cls(parts.hostname, port, tls, username, password)
+        e = Endpoint.parse(url, plain="mqtt", secure="mqtts", ports=(1883, 8883))
+        return cls(e.host, e.port, e.tls, e.username, e.password)
 
     @classmethod
     def parse_list(cls, text: str) -> tuple[MqttUrl, ...]:
         """One or more URLs, comma-separated (the nodes of a cluster, tried in turn); a bad one names itself."""
-        items = [item.strip() for item in text.split(",")]
-        if not any(items):
-            raise ValueError("no broker URL")
-        urls = []
-        for n, item in enumerate(items, start=1):
-            if not item:
-                raise ValueError(f"URL {n} of {len(items)} is empty (a stray comma?)")
-            try:
-                urls.append(cls.parse(item))
-            except ValueError as exc:
-                raise ValueError(f"URL {n} of {len(items)}: {exc}") from exc
-        return tuple(urls)
+        return parse_url_list(text, cls.parse)
 
 
 class _Base(BaseSettings):

@@ -26,8 +26,16 @@ def test_amqp_url_refuses_what_is_not_one_node(url: str) -> None:
 
 
 def test_amqp_url_list_keeps_the_order_of_the_nodes() -> None:
-    nodes = AmqpUrl.parse_list(" amqp://a:1, amqp://b:2,,amqp://c:3 ")
+    nodes = AmqpUrl.parse_list(" amqp://a:1, amqp://b:2,amqp://c:3 ")
     assert [n.node for n in nodes] == ["a:1", "b:2", "c:3"]
+
+
+@pytest.mark.parametrize(("value", "error"), [("amqp://a:1,,amqp://c:3", "URL 2 of 3 is empty"),
+                                               ("amqp://a:1,http://b", "URL 2 of 2: scheme must be amqp://"),
+                                               (" , ", "no broker URL")])
+def test_amqp_url_list_names_the_bad_node(value: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        AmqpUrl.parse_list(value)
 
 
 def test_amqp_settings_empty_url_is_the_mqtt_source(monkeypatch: pytest.MonkeyPatch) -> None:
