@@ -69,7 +69,7 @@ def assert_daily_sums_equal_the_definition(influxd: Influxd, db: str) -> None:
 async def test_rollups_exact_over_a_simulated_month_two_replicas_late_backlog_reboot_skew_and_reset(
         broker: Mosquitto, influxd: Influxd, db: str, start_ingest: IngestFactory) -> None:
     env = {"INGEST_SHARE_GROUP": "city", "INGEST_ROLLUP_TICK_SECONDS": "0.5", "INGEST_ROLLUP_GRACE_SECONDS": "1",
-           "INGEST_ROLLUP_SETTLE_SECONDS": "2"}
+           "INGEST_ROLLUP_SETTLE_SECONDS": "15"}
     replicas = [start_ingest(MQTT_CLIENT_ID=f"ingest-{i}", **env) for i in range(2)]
     stations = registry.load().reporting[:3]
     a, b, c = (s.id for s in stations)
