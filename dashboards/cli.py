@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     period.add_argument("--year", type=_period(month=False), help="a year's summary: YYYY")
     report.add_argument("--district", choices=sorted(DISTRICT_CODES), help="one district (default: the city)")
     report.add_argument("--out", type=Path, required=True, help="the PDF file to write")
-    sub.add_parser("report-scheduler", help="make last month's report into REPORTS_DIR when missing, forever")
+    sub.add_parser("report-scheduler", help="make the due reports (last month's, the year's on 1 January, "
+                   "missing earlier months with data) into REPORTS_DIR, forever")
     return p
 
 

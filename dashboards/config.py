@@ -28,4 +28,6 @@ class Settings(InfluxSettings, RegistrySettings, LogSettings):
     report_delay_s: Annotated[float, Field(ge=0, le=7 * 86400)] = 7200.0
     """How long after a month ends its report is made: the last hours' rollups must be written first."""
     report_check_interval_s: Annotated[float, Field(gt=0, le=86400)] = 600.0
+    report_backfill_months: Annotated[int, Field(ge=0, le=120)] = 12
+    """How many months before the due one ``report-scheduler`` makes when missing (those with data)."""
 

@@ -4,8 +4,10 @@
     ├── DependencyUnavailableError   the broker or InfluxDB is down: answered 503 (.dependency)
     ├── InfluxQueryError             InfluxDB answered a query with an error (.status, .message)
     └── CredentialsError             a token or password file cannot be read or is malformed
+        └── ApplyError               rabbitmqctl failed to apply the RabbitMQ definitions (.command)
 
-Third-party errors (httpx, aiomqtt) are translated at their seams: ``influx.py`` and ``mqtt.py``.
+Third-party errors (httpx, aiomqtt, rabbitmqctl) are translated at their seams: ``influx.py``, ``mqtt.py`` and
+``rabbitmq.py``.
 """
 
 from __future__ import annotations
@@ -31,3 +33,9 @@ class InfluxQueryError(GatewayError):
 
 class CredentialsError(GatewayError):
     pass
+
+
+class ApplyError(CredentialsError):
+    def __init__(self, command: list[str], detail: str) -> None:
+        self.command = command
+        super().__init__(f"{' '.join(command)}: {detail}")

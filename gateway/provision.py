@@ -96,19 +96,35 @@ def load_secrets(path: Path) -> dict[str, str]:
         raise CredentialsError(str(exc)) from exc
 
 
+def broker_users(registry: Registry) -> tuple[str, ...]:
+    """Every broker user: the services, then each reporting station (user name = station id)."""
+    return (*SERVICE_USERS, *(s.id for s in registry.reporting))
+
+
+def ensure_passwords(users: tuple[str, ...], secrets_path: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Every password of the secrets file, plus a new random one for each user it lacks (written
+    back before any hash is, so that no hash is ever without its password); and those new users.
+
+    Raises:
+        CredentialsError: the secrets file is readable by others than its owner, or not a mapping.
+    """
+    known = load_secrets(secrets_path)
+    added = tuple(u for u in users if u not in known)
+    passwords = {**known, **{u: secrets.token_urlsafe(_PASSWORD_BYTES) for u in added}}
+    if added or not secrets_path.exists():
+        secrets_path.parent.mkdir(parents=True, exist_ok=True)
+        write_credentials(secrets_path, passwords)
+    return passwords, added
+
+
 def provision(registry: Registry, out: Path, *, secrets_file: Path | None = None) -> Provisioned:
     """Write ``passwd``, ``acl`` and the secrets file; keep every existing password."""
     secrets_path = secrets_file or out / SECRETS_FILE
     passwd_path, acl_path = out / PASSWORD_FILE, out / ACL_FILE
-    known = load_secrets(secrets_path)
     hashes = read_password_file(passwd_path) if passwd_path.exists() else {}
-    users = (*SERVICE_USERS, *(s.id for s in registry.reporting))
-    added = tuple(u for u in users if u not in known)
-    passwords = {**known, **{u: secrets.token_urlsafe(_PASSWORD_BYTES) for u in added}}
+    users = broker_users(registry)
     out.mkdir(parents=True, exist_ok=True)
-    secrets_path.parent.mkdir(parents=True, exist_ok=True)
-    if added or not secrets_path.exists():  # written before the hashes: never a hash without its password
-        write_credentials(secrets_path, passwords)
+    passwords, added = ensure_passwords(users, secrets_path)
     lines = [f"{user}:{_hash(passwords[user], hashes.get(user))}" for user in users]
     replace_file(passwd_path, "\n".join(lines) + "\n", mode=0o644)
     replace_file(acl_path, acl_text(registry), mode=0o644)

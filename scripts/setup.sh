@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what is missing on a Debian/Ubuntu machine: Debian's mosquitto and influxdb packages,
+# Install what is missing on a Debian/Ubuntu machine: Debian's mosquitto, influxdb and rabbitmq-server packages,
 # a virtualenv in .venv with yizhan and its development tools. Idempotent and quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ command -v mosquitto >/dev/null || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v influxd >/dev/null || need+=(influxdb)
 command -v influx >/dev/null || need+=(influxdb-client)
+# the three-node cluster of tests/cluster.py (pulls Erlang); its own node on 5672 is left alone
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v curl >/dev/null || need+=(curl)
 command -v wrk >/dev/null || need+=(wrk)  # load generator of bench/gateway_load.py
 # the monthly report's CJK font (docs/reports.md: why not Noto CJK) and the tests' pdftotext/pdffonts/pdftoppm

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import Cluster, running_cluster
 from tests.rig import ROOT, Influxd, IngestProcess, Mosquitto, child_env, stop_process
 
 
@@ -83,3 +84,11 @@ def spawn() -> Iterator[Spawn]:
     yield start
     for proc in started:
         stop_process(proc, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three RabbitMQ nodes joined into one cluster for the module (tests/cluster.py); anonymous MQTT
+    clients get in as guest. Tests keep apart with ``new_vhost()``; one that kills a node starts it again."""
+    with running_cluster(tmp_path_factory.mktemp("rabbit")) as cluster:
+        yield cluster

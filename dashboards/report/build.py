@@ -19,18 +19,22 @@ logger = logging.getLogger(__name__)
 
 
 async def build(settings: Settings, registry: Registry, period: Period, out: Path, *, district: str | None = None,
-                now: datetime | None = None) -> data.ReportData:
-    """Gather ``period``'s figures and write the PDF to ``out`` (a reader never sees half a file).
+                now: datetime | None = None, keep_empty: bool = True) -> data.ReportData:
+    """Gather ``period``'s figures and write the PDF to ``out`` (a reader never sees half a file);
+    with ``keep_empty`` false, a period without data writes nothing.
 
     Raises:
-        ReportError: the rollups could not be read.
+        ReportError: the rollups could not be read, or the font cannot be loaded.
     """
     started = time.perf_counter()
+    render.register_font(settings.report_font_file)  # a bad font fails before the figures are read
     async with InfluxReader(url=settings.influx_url, database=settings.influx_db,
                             username=settings.influx_username, password=settings.influx_password,
                             token=settings.influx_token, ca_file=settings.influx_ca_file, timeout=60.0) as reader:
         figures = await data.gather(reader, registry, period, district=district, now=now)
     gathered = time.perf_counter()
+    if not figures.has_data and not keep_empty:
+        return figures
     await asyncio.to_thread(_write, figures, out, settings.report_font_file)
     logger.info("report %s%s: %s (figures %.2f s, PDF %.2f s)", period.name, f" {district}" if district else "",
                 out, gathered - started, time.perf_counter() - gathered)

@@ -19,10 +19,11 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
+from reportlab.pdfbase.ttfonts import TTFError, TTFont
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from dashboards.exceptions import ReportError
 from dashboards.report.data import COLD_C, Bar, ReportData, StationFigures
 from dashboards.report.period import local_time
 
@@ -49,9 +50,19 @@ BODY, NOTE = _style("body", 9, before=4), _style("note", 8)
 
 
 def register_font(font_file: Path = FONT_FILE) -> None:
-    """Load the CJK font once (the first face of the collection)."""
-    if FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont(FONT, str(font_file), subfontIndex=0))
+    """Load the CJK font once (the first face of the collection).
+
+    Raises:
+        ReportError: the file is missing, unreadable, or not a TrueType font reportlab can embed.
+    """
+    if FONT in pdfmetrics.getRegisteredFontNames():
+        return
+    try:
+        font = TTFont(FONT, str(font_file), subfontIndex=0)
+    except (OSError, TTFError) as exc:
+        raise ReportError(f"REPORT_FONT_FILE {font_file}: cannot load the font ({exc}); the report needs a "
+                          "TrueType font with CJK glyphs, e.g. Debian's fonts-wqy-microhei") from exc
+    pdfmetrics.registerFont(font)
 
 
 def render(data: ReportData, out: Path | BinaryIO, *, font_file: Path = FONT_FILE) -> None:

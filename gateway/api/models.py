@@ -237,7 +237,8 @@ def detail_of(station: Station, state: StationNow) -> StationDetail:
 
 
 class ReportFile(_Out):
-    month: str = Field(description="YYYY-MM")
+    period: str = Field(description="YYYY-MM for a month's report, YYYY for a year's")
+    month: str | None = Field(description="YYYY-MM; null for a year's report")
     url: str
     bytes: int
     created: datetime

@@ -22,9 +22,11 @@ from tests.rig import ROOT
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PYTHON = {"ingest": "ingest.config", "gateway": "gateway.config", "simulator": "simulator.config",
-          "reports": "dashboards.config"}
-COMMANDS = {"reports": "dashboards"}
+          "reports": "dashboards.config", "ingest-cluster-1": "ingest.config", "ingest-cluster-2": "ingest.config"}
+COMMANDS = {"reports": "dashboards", "ingest-cluster-1": "ingest", "ingest-cluster-2": "ingest"}
 """The module a service runs (``python -m``) when it is not named for it."""
+RABBITMQ_NODES = ("rabbitmq1", "rabbitmq2", "rabbitmq3")
+INGEST_REPLICAS = ("ingest-cluster-1", "ingest-cluster-2")
 _INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
@@ -64,10 +66,11 @@ def environment(service: str) -> dict[str, str]:
     return {k: interpolate(str(v), env_example()) for k, v in SERVICES[service].get("environment", {}).items()}
 
 
-def test_compose_runs_the_whole_stack_with_the_simulator_under_a_profile() -> None:
-    assert set(SERVICES) == {"mosquitto", "influxdb", "grafana", "ingest", "gateway", "reports", "simulator"}
-    assert [name for name, s in SERVICES.items() if s.get("profiles")] == ["simulator"]
-    assert SERVICES["simulator"]["profiles"] == ["simulator"]
+def test_compose_runs_the_whole_stack_with_the_simulator_and_the_cluster_under_profiles() -> None:
+    assert set(SERVICES) == {"mosquitto", "influxdb", "grafana", "ingest", "gateway", "reports", "simulator",
+                             *RABBITMQ_NODES, *INGEST_REPLICAS}
+    assert {name: s["profiles"] for name, s in SERVICES.items() if s.get("profiles")} == {
+        "simulator": ["simulator"], **{name: ["cluster"] for name in (*RABBITMQ_NODES, *INGEST_REPLICAS)}}
     for name, service in SERVICES.items():
         assert service.get("image") or service.get("build"), f"{name}: neither image nor build"
     for name in PYTHON:
@@ -108,7 +111,7 @@ def test_volumes_are_named_and_declared_and_mounted_files_exist() -> None:
                 used.add(source)
             assert target.startswith("/"), mount
     assert used == declared, f"declared but unused: {declared - used}"
-    for stateful in ("mosquitto", "influxdb", "grafana", "ingest", "reports"):
+    for stateful in ("mosquitto", "influxdb", "grafana", "ingest", "reports", *RABBITMQ_NODES, *INGEST_REPLICAS):
         assert any(not m.startswith(".") for m in SERVICES[stateful]["volumes"]), f"{stateful} keeps no state"
 
 
@@ -155,8 +158,22 @@ def test_influxdb_is_set_up_with_org_bucket_token_and_the_dbrp_mapping() -> None
     assert all(f"${{{k}" in text for k in others), f"{others}: set but not read by the init script"
 
 
+def _operator_file(service: str, key: str, value: str, tmp_path: Path) -> str:
+    """A file setting that names the operator's file in a mounted directory of the repository (the
+    RabbitMQ CA, not in git) checks as a file of this machine standing in for it."""
+    if not key.endswith("_FILE") or Path(value).exists():
+        return value
+    for target, source in _mounts(service).items():
+        if value.startswith(f"{target}/") and source.startswith("."):
+            assert (ROOT / source).is_dir(), f"{service}: {key} is in {source}, which does not exist"
+            stand_in = tmp_path / value.removeprefix(f"{target}/")
+            stand_in.write_text("operator's file\n")
+            return str(stand_in)
+    return value
+
+
 @pytest.mark.parametrize("service", sorted(PYTHON))
-def test_python_services_env_names_are_their_settings_and_validate(service: str,
+def test_python_services_env_names_are_their_settings_and_validate(service: str, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     env = environment(service)
     cls = settings_class(service)
@@ -165,7 +182,7 @@ def test_python_services_env_names_are_their_settings_and_validate(service: str,
     for name in [n for n in list(os.environ) if n.upper() in known]:
         monkeypatch.delenv(name)
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
+        monkeypatch.setenv(key, _operator_file(service, key, value, tmp_path))
     cls()  # a bad value would stop the service at start
 
 
@@ -195,7 +212,7 @@ def test_every_variable_compose_interpolates_is_in_env_example() -> None:
     assert used <= set(env_example()), f"missing from .env.example: {sorted(used - set(env_example()))}"
     required = {m.group(1) for m in matches if m.group(2) == "?"}
     assert required == {"INFLUX_TOKEN", "INFLUX_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "MQTT_INGEST_PASSWORD",
-                        "MQTT_GATEWAY_PASSWORD"}
+                        "MQTT_GATEWAY_PASSWORD", "RABBITMQ_COOKIE"}
 
 
 def test_compose_interpolation_refuses_a_missing_required_variable() -> None:
@@ -236,3 +253,46 @@ def test_broker_refuses_anonymous_clients_and_reads_the_provisioned_files() -> N
     assert compose["services"]["gateway"]["environment"]["STATION_PASSWORD_FILE"] == "/mosquitto/auth/passwd"
     for name in ("ingest", "gateway"):
         assert compose["services"][name]["environment"]["MQTT_URL"].startswith(f"mqtt://{name}:")
+
+
+def test_cluster_nodes_share_the_shipped_config_a_cookie_and_the_provisioned_definitions() -> None:
+    conf = (ROOT / "deploy/rabbitmq/rabbitmq.conf").read_text(encoding="utf-8")
+    settings = dict(line.split(" = ", 1) for line in conf.splitlines() if line.strip() and not line.startswith("#"))
+    peers = sorted(v for k, v in settings.items() if k.startswith("cluster_formation.classic_config.nodes."))
+    assert peers == [f"rabbit@{name}" for name in RABBITMQ_NODES]
+    assert settings["cluster_formation.peer_discovery_backend"] == "classic_config"
+    assert settings["mqtt.allow_anonymous"] == "false"
+    assert (settings["listeners.tcp"], settings["mqtt.listeners.tcp"]) == ("none", "none"), "TLS only"
+    definitions = settings["definitions.local.path"]
+    for name in RABBITMQ_NODES:
+        node = SERVICES[name]
+        assert node["image"] == "rabbitmq:3.10"
+        assert node["hostname"] == name, "the node name rabbit@<hostname> is what the peers list"
+        mounts = _mounts(name)
+        assert mounts["/etc/rabbitmq/rabbitmq.conf"] == "./deploy/rabbitmq/rabbitmq.conf"
+        assert mounts["/etc/rabbitmq/enabled_plugins"] == "./deploy/rabbitmq/enabled_plugins"
+        assert mounts[str(Path(definitions).parent)] == "mosquitto-auth", "where gateway provision writes"
+        for key in ("ssl_options.cacertfile", "ssl_options.certfile", "ssl_options.keyfile"):
+            assert mounts[str(Path(settings[key]).parent)] == "./deploy/rabbitmq/certs"
+        assert mounts["/var/lib/rabbitmq"] == f"{name}-data"
+        assert "RABBITMQ_COOKIE" in " ".join(node["entrypoint"]), "the shared cookie"
+        assert environment(name)["RABBITMQ_COOKIE"] == env_example()["RABBITMQ_COOKIE"]
+        assert node["healthcheck"]["test"][:2] == ["CMD", "rabbitmq-diagnostics"]
+    assert "rabbitmq_mqtt" in (ROOT / "deploy/rabbitmq/enabled_plugins").read_text(encoding="utf-8")
+    assert len({SERVICES[name]["ports"][0] for name in RABBITMQ_NODES}) == 3
+
+
+def test_ingest_replicas_consume_the_queue_through_every_node() -> None:
+    spools = set()
+    for name in INGEST_REPLICAS:
+        env = environment(name)
+        urls = env["AMQP_URL"].split(",")
+        assert [u.split("@")[1].split(":")[0] for u in urls] == list(RABBITMQ_NODES)
+        assert all(u.startswith(f"amqps://ingest:{env_example()['MQTT_INGEST_PASSWORD']}@") for u in urls)
+        assert all(u.endswith(":5671/yizhan") for u in urls), "the TLS listener and the provisioned vhost"
+        assert env["INGEST_QUEUE"] == "yizhan.ingest"
+        assert _mounts(name)[str(Path(env["AMQP_CA_FILE"]).parent)] == "./deploy/rabbitmq/certs"
+        assert "MQTT_URL" not in env, "AMQP_URL makes the queue the source"
+        spools.add(_mounts(name)[env["INGEST_SPOOL_DIR"]])
+        assert set(SERVICES[name]["depends_on"]) == {*RABBITMQ_NODES, "influxdb"}
+    assert len(spools) == len(INGEST_REPLICAS), "each replica keeps its own spool"

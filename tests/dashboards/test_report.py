@@ -275,6 +275,19 @@ def test_report_refuses_bad_arguments_and_an_unreachable_influxdb(month: Simulat
     assert not (tmp_path / "x.pdf").exists()
 
 
+def test_report_refuses_a_font_it_cannot_load_before_reading_figures(month: SimulatedMonth, tmp_path: Path) -> None:
+    """A missing or non-TrueType REPORT_FONT_FILE: one line naming the setting, no traceback, no PDF."""
+    not_a_font = tmp_path / "font.ttf"
+    not_a_font.write_bytes(b"not a font")
+    for font in (not_a_font, tmp_path / "missing.ttc"):
+        proc = _report(month, tmp_path / "x.pdf", "--month", "2026-11", REPORT_FONT_FILE=str(font),
+                       INFLUX_URL=f"http://127.0.0.1:{free_port()}")  # checked before InfluxDB is asked
+        assert proc.returncode == 1, proc.stderr
+        assert f"REPORT_FONT_FILE {font}: cannot load the font" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert not (tmp_path / "x.pdf").exists()
+
+
 def test_report_due_is_the_month_that_closed_a_delay_ago() -> None:
     delay = timedelta(hours=2)
     assert due(datetime(2026, 12, 1, 2, 0, tzinfo=TZ), delay) == MONTH
@@ -291,29 +304,53 @@ def scheduled(month: SimulatedMonth, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 async def test_report_scheduler_makes_the_due_report_once(month: SimulatedMonth, scheduled: Settings) -> None:
+    """The due month, the months before it that have data (backfill), then nothing more; no file for empty ones."""
+    empty: set[Period] = set()
     before = datetime(2026, 12, 1, 1, 0, tzinfo=TZ)  # two hours not passed yet: October is due
-    assert await scheduler.check(scheduled, month.registry, before) == PREVIOUS
+    assert await scheduler.check(scheduled, month.registry, before, empty=empty) == [PREVIOUS, YEAR_BEFORE]
+    assert len(empty) == 11, "the backfilled months without data are remembered"
     after = datetime(2026, 12, 1, 3, 0, tzinfo=TZ)
-    assert await scheduler.check(scheduled, month.registry, after) == MONTH
+    assert await scheduler.check(scheduled, month.registry, after, empty=empty) == [MONTH]
     made = scheduled.reports_dir / "2026-11.pdf"
     stamp = made.stat().st_mtime_ns
-    assert await scheduler.check(scheduled, month.registry, after) is None, "made once"
+    assert await scheduler.check(scheduled, month.registry, after, empty=empty) == [], "made once"
     assert made.stat().st_mtime_ns == stamp
-    assert sorted(p.name for p in scheduled.reports_dir.iterdir()) == ["2026-10.pdf", "2026-11.pdf"]
+    assert sorted(p.name for p in scheduled.reports_dir.iterdir()) == ["2025-11.pdf", "2026-10.pdf", "2026-11.pdf"]
     raw = month.expected(COLD, MONTH)
     _row(_text(made), COLD, month.registry.by_id[COLD].name, "崆峒区", num(raw.visits))
+    assert "2025年11月" in _text(scheduled.reports_dir / "2025-11.pdf")
+
+
+async def test_report_scheduler_makes_the_year_on_1_january(month: SimulatedMonth, scheduled: Settings) -> None:
+    """December is due, with the year it closed; December has no data and still gets its report."""
+    new_year = datetime(2027, 1, 1, 3, 0, tzinfo=TZ)
+    made = await scheduler.check(scheduled, month.registry, new_year)
+    assert made == [Period(2026, 12), Period(2026), MONTH, PREVIOUS], made
+    assert "本期无数据" in _text(scheduled.reports_dir / "2026-12.pdf")
+    year = _text(scheduled.reports_dir / "2026.pdf")
+    assert "2026年" in year
+    visits = total(month.expected(s.id, p).visits for s in month.registry.reporting for p in (PREVIOUS, MONTH))
+    assert num(visits) in year, "the year's visits are October's and November's"
+
+
+async def test_report_scheduler_writes_nothing_while_influxdb_is_down(
+        month: SimulatedMonth, scheduled: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFLUX_URL", f"http://127.0.0.1:{free_port()}")
+    assert await scheduler.check(Settings(), month.registry, datetime(2026, 12, 1, 3, 0, tzinfo=TZ)) == []
+    assert not scheduled.reports_dir.exists() or not list(scheduled.reports_dir.iterdir())
 
 
 def test_report_scheduler_command_writes_the_due_report(month: SimulatedMonth, tmp_path: Path) -> None:
     """``python -m dashboards report-scheduler`` at the machine's clock: the month due now appears, then SIGTERM."""
     reports = tmp_path / "reports"
-    env = child_env(month.env(REPORTS_DIR=str(reports), REPORT_DELAY_S="0", REPORT_CHECK_INTERVAL_S="3600"))
+    env = child_env(month.env(REPORTS_DIR=str(reports), REPORT_DELAY_S="0", REPORT_CHECK_INTERVAL_S="3600",
+                              REPORT_BACKFILL_MONTHS="0"))
     expected = reports / f"{due(datetime.now(UTC), timedelta(0)).name}.pdf"
     with (tmp_path / "scheduler.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "dashboards", "report-scheduler"], cwd=ROOT, env=env,
                                 stdout=log, stderr=log)
     try:
-        wait_for(expected.exists, timeout=60, what=f"{expected.name} written")
+        wait_for((reports / scheduler.HEARTBEAT).exists, timeout=60, what="the first check done")
         assert expected.read_bytes().startswith(b"%PDF")
         assert sorted(p.name for p in reports.iterdir()) == [scheduler.HEARTBEAT, expected.name], "no partial left"
     finally:

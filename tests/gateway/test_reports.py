@@ -23,6 +23,9 @@ def reports(tmp_path_factory: pytest.TempPathFactory, influxd: Influxd) -> Itera
     directory.mkdir()
     (directory / "2026-11.pdf").write_bytes(NOVEMBER)
     (directory / "2026-10.pdf").write_bytes(b"%PDF-1.4 October\n")
+    (directory / "2025.pdf").write_bytes(b"%PDF-1.4 the year 2025\n")
+    (directory / "2025-12.pdf").write_bytes(b"%PDF-1.4 December\n")
+    (directory / "20255.pdf").write_bytes(b"not a period")
     (directory / "2026-13.pdf").write_bytes(b"not a month")
     (directory / ".2026-12.pdf.partial").write_bytes(b"being written")
     (directory / "notes.txt").write_text("not a report")
@@ -32,11 +35,14 @@ def reports(tmp_path_factory: pytest.TempPathFactory, influxd: Influxd) -> Itera
     stack.close()
 
 
-def test_reports_lists_the_monthly_reports_newest_first(reports: tuple[Stack, Path]) -> None:
+def test_reports_lists_the_reports_newest_first(reports: tuple[Stack, Path]) -> None:
+    """Months and years; a year's report before its December's (both made on 1 January)."""
     stack, _ = reports
     body = stack.viewer.get("/v1/reports").json()
-    assert [(r["month"], r["url"], r["bytes"]) for r in body["reports"]] == [
-        ("2026-11", "/v1/reports/2026-11.pdf", len(NOVEMBER)), ("2026-10", "/v1/reports/2026-10.pdf", 17)]
+    assert [(r["period"], r["month"], r["url"], r["bytes"]) for r in body["reports"]] == [
+        ("2026-11", "2026-11", "/v1/reports/2026-11.pdf", len(NOVEMBER)),
+        ("2026-10", "2026-10", "/v1/reports/2026-10.pdf", 17),
+        ("2025", None, "/v1/reports/2025.pdf", 23), ("2025-12", "2025-12", "/v1/reports/2025-12.pdf", 18)]
     assert all(r["created"].endswith("Z") or "+00:00" in r["created"] for r in body["reports"])
 
 
@@ -48,18 +54,23 @@ def test_reports_serves_a_month_as_pdf(reports: tuple[Stack, Path]) -> None:
     assert response.content == NOVEMBER
     assert "yizhan-report-2026-11.pdf" in response.headers["content-disposition"]
     assert stack.operator.get("/v1/reports/2026-10.pdf").status_code == 200, "an operator is a viewer too"
+    year = stack.viewer.get("/v1/reports/2025.pdf")
+    assert (year.status_code, year.content) == (200, b"%PDF-1.4 the year 2025\n")
+    assert "yizhan-report-2025.pdf" in year.headers["content-disposition"]
 
 
 def test_reports_missing_month_is_a_404_problem(reports: tuple[Stack, Path]) -> None:
     stack, _ = reports
     assert_problem(stack.viewer.get("/v1/reports/2026-09.pdf"), 404, "no report for 2026-09")
     assert_problem(stack.viewer.get("/v1/reports/2026-12.pdf"), 404, "no report for 2026-12")  # still partial
+    assert_problem(stack.viewer.get("/v1/reports/2026.pdf"), 404, "no report for 2026: it is made on 1 January")
 
 
-@pytest.mark.parametrize("month", ["2026-13", "2026-1", "26-11", "2026-11.pdf", "2026_11", "..", "%2e%2e"])
-def test_reports_malformed_month_is_a_422_problem(reports: tuple[Stack, Path], month: str) -> None:
+@pytest.mark.parametrize("period", ["2026-13", "2026-1", "26-11", "2026-11.pdf", "2026_11", "..", "%2e%2e", "20255",
+                                    "2026-00"])
+def test_reports_malformed_period_is_a_422_problem(reports: tuple[Stack, Path], period: str) -> None:
     stack, _ = reports
-    assert_problem(stack.viewer.get(f"/v1/reports/{month}.pdf"), 422, "month")
+    assert_problem(stack.viewer.get(f"/v1/reports/{period}.pdf"), 422, "path.period")
 
 
 @pytest.mark.parametrize("path", ["/v1/reports/../secret.pdf", "/v1/reports/..%2fsecret.pdf",
