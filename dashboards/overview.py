@@ -200,10 +200,10 @@ def visits_queries(by: tuple[str, ...], *, per_day: bool, table: bool = True) ->
     the door counter (``docs/rollups.md``); :func:`dashboards.rollups.combine` adds them."""
     group = f"{DAY}, {tags(*by)}" if per_day else tags(*by)
     closed = rollups.closed(f'sum("visits") AS "{VISITS_COLUMN}"', OCCUPANCY_1H, IN_DISTRICT, group=group)
-    open_hour = rollups.open_steps("entries", "occupancy", VISITS_COLUMN, IN_DISTRICT, per=("station", "district"),
-                                   by=by)
+    per = ("station", "district")
+    open_hour = rollups.open_steps("entries", "occupancy", VISITS_COLUMN, IN_DISTRICT, per=per)
     return (Query(closed, columns=(*by, VISITS_COLUMN), table=table),
-            Query(open_hour, columns=(*by, VISITS_COLUMN + rollups.OPEN_SUFFIX), table=table))
+            Query(open_hour, columns=(*per, VISITS_COLUMN + rollups.OPEN_SUFFIX), table=table))
 
 
 def _visits_stat(title: str, time_from: str, description: str) -> Panel:

@@ -63,14 +63,15 @@ def newest_hour(fields: str, source: str, *conditions: str, per: tuple[str, ...]
                   limit=1, offset=LOOKBACK_HOURS)
 
 
-def open_steps(counter: str, measurement: str, name: str, *conditions: str, per: tuple[str, ...],
-               by: tuple[str, ...]) -> str:
-    """The non-negative steps of ``counter`` in the open hour per series ``per``, summed per ``by``, as
-    ``<name>_open`` (stamped with the open hour's start)."""
+def open_steps(counter: str, measurement: str, name: str, *conditions: str, per: tuple[str, ...]) -> str:
+    """The non-negative steps of ``counter`` in the open hour, a row per series ``per`` (stamped with the
+    open hour's start), as ``<name>_open``: the panel's groupBy sums them per key. Regrouping them by
+    fewer tags in InfluxQL costs 1.6 far more than the steps: 64 s against 4.4 s over 1,000 stations'
+    six hours, 0.9 against 0.13 s over 45."""
     out = name + OPEN_SUFFIX
     steps = select(f'non_negative_difference("{counter}") AS "{out}"', m(measurement),
                    conditions=where(WINDOW, *conditions), group=tags(*per))
-    return newest_hour(f'sum("{out}") AS "{out}"', sub(steps), per=by)
+    return newest_hour(f'sum("{out}") AS "{out}"', sub(steps), per=per)
 
 
 def combine(keys: tuple[str, ...], name: str) -> tuple[Transformation, ...]:
