@@ -1,5 +1,6 @@
-"""How long the test cluster (tests/cluster.py) takes: three RabbitMQ nodes booted at once, or one
-after the other, then a node SIGKILLed and started again, a graceful stop and start, a vhost.
+"""How long the test cluster (tests/cluster.py) takes: three RabbitMQ nodes booted as the fixture
+does (node 0, then the other two at once), or one after the other; then a node SIGKILLed and
+started again, a graceful stop and start, a vhost.
 
     .venv/bin/python -m bench.cluster_boot [--runs 2] [--serial]
 
@@ -58,7 +59,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="yizhan-cluster-boot-") as tmp:
             figures = run(Path(tmp), serial=args.serial)
         steps = ", ".join(f"{k} {v:.1f} s" for k, v in figures.items())
-        print(f"run {n + 1} ({'serial' if args.serial else 'parallel'}, load {load[0]:.1f}): {steps}")
+        print(f"run {n + 1} ({'serial' if args.serial else 'as the fixture'}, load {load[0]:.1f}): {steps}")
 
 
 if __name__ == "__main__":

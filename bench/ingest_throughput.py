@@ -220,10 +220,12 @@ def run_mosquitto_sub(topics: dict[str, list[str]], n: int, broker: Mosquitto, w
                   round(proc_stats(broker.proc.pid)[0] - broker0, 2), None, round(box / seconds, 2))
 
 
-def ingest_env(broker: Mosquitto, influxd: Influxd, db: str, work: Path, client_id: str,
+def ingest_env(broker: Mosquitto | None, influxd: Influxd, db: str, work: Path, client_id: str,
                **extra: str) -> dict[str, str]:
-    """The settings of a benchmark's ingest process: this broker and InfluxDB, its own spool and HTTP port."""
-    return {"MQTT_URL": broker.url, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": client_id,
+    """The settings of a benchmark's ingest process: this broker (None: ``extra`` says the source) and
+    InfluxDB, its own spool and HTTP port."""
+    source = {"MQTT_URL": broker.url} if broker is not None else {}
+    return {**source, "INFLUX_URL": influxd.url, "INFLUX_DB": db, "MQTT_CLIENT_ID": client_id,
             "INGEST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "INGEST_SPOOL_DIR": str(work / client_id),
             "LOG_LEVEL": "INFO", **extra}
 

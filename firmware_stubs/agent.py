@@ -25,8 +25,7 @@ import asyncio
 import logging
 import random
 import sqlite3
-import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Literal, Self
@@ -34,7 +33,7 @@ from typing import Final, Literal, Self
 from firmware_stubs import __version__
 from firmware_stubs.buffer import Buffer, NewReading, Row
 from firmware_stubs.clock import Clock, WallClock
-from firmware_stubs.connection import Connection, Endpoint, Events
+from firmware_stubs.connection import Address, Connection, Events
 from firmware_stubs.drivers import Drivers
 from firmware_stubs.outbox import MAX_INFLIGHT, Outbox
 from firmware_stubs.remote_config import RemoteConfig
@@ -54,7 +53,7 @@ HEALTHY_AFTER: Final = 10.0
 """A session up this long (agent clock seconds) resets the reconnect backoff."""
 _ACK_TIMEOUT: Final = 5.0
 
-__all__ = ["FIRMWARE", "HEALTHY_AFTER", "WILL", "Agent", "AgentStats", "default_backoff"]
+__all__ = ["FIRMWARE", "HEALTHY_AFTER", "WILL", "Address", "Agent", "AgentStats", "default_backoff"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -85,12 +84,13 @@ class Agent:
         station: the station in the registry (its chargers and sensors).
         drivers: the hardware.
         buffer: the station's store-and-forward buffer (``seq`` lives there).
-        host, port, username, password, tls: the broker.
+        brokers: one or more brokers (the nodes of a cluster), tried in this order: on a refused or
+            lost connection the agent moves to the next (see ``failover.py``).
         clock: the agent's time (default the wall clock).
         config: the intervals to start with; by default the last config accepted (kept in the
             buffer), else the contract's defaults. The retained config topic overrides it.
         replay_rate: backlog readings sent per second (of ``clock``) after a reconnection.
-        backoff: the waits between reconnection attempts (default :func:`default_backoff`).
+        backoff: the waits between connection attempts, over all brokers (default :func:`default_backoff`).
         transport: how a session reaches the broker (default TCP; the simulator's can be cut).
         occupancy_poll_s: how often to read a counter that cannot say when it will change.
         flush_timeout: on clean shutdown, how long to wait for the buffer to empty (real seconds).
@@ -102,8 +102,7 @@ class Agent:
                  "_produced", "_remote", "_replay", "_runner", "_sampler", "_schedule", "_status", "_topics",
                  "station")
 
-    def __init__(self, *, station: Station, drivers: Drivers, buffer: Buffer, host: str, port: int = 1883,
-                 username: str | None = None, password: str | None = None, tls: ssl.SSLContext | None = None,
+    def __init__(self, *, station: Station, drivers: Drivers, buffer: Buffer, brokers: Sequence[Address],
                  clock: Clock | None = None, config: AgentConfig | None = None, replay_rate: float = 50.0,
                  fw: str = FIRMWARE, keepalive: int = 60, connect_timeout: float = 10.0,
                  backoff: Backoff | None = None, transport: Transport = TCP, occupancy_poll_s: float = 1.0,
@@ -122,7 +121,7 @@ class Agent:
         self._schedule = Schedule(clock=self._clock, config=self._remote.config, sampler=self._sampler,
                                   on_tick=self._on_tick, name=sid)
         self._connection = Connection(
-            endpoint=Endpoint(host, port, f"station-{sid}", username, password, tls, keepalive),
+            endpoints=[b.endpoint(f"station-{sid}", keepalive) for b in brokers],
             will=(self._topics[Kind.STATUS], WILL), subscribe=self._topics[Kind.CONFIG],
             max_inflight=MAX_INFLIGHT + 100, transport=transport, backoff=backoff or default_backoff(),
             clock=self._clock, connect_timeout=connect_timeout, name=sid,

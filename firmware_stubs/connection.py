@@ -10,9 +10,13 @@ the keepalive task), so one process runs thousands of agents. Each session::
     up        subscribed to the config topic; the owner's on_connect publishes and replays
     lost      the socket closed, or paho's keepalive found the broker silent
 
-then waits before the next session: capped exponential backoff with jitter
+then moves to the next broker of its list (one broker: the same one again; see
+``failover.py``) and waits before the next session: capped exponential backoff with jitter
 (:class:`telemetry.backoff.Backoff`), reset after a session that stayed up ``healthy_after``
-seconds, so a broker that accepts and drops at once keeps the wait growing.
+seconds, so a broker that accepts and drops at once keeps the wait growing. Nothing in flight is
+carried from one session to the next: the new client starts with an empty window, and what the
+old one had sent without its PUBACK is still in the buffer, so the replay sends it on the new
+broker.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -31,10 +35,32 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from firmware_stubs.clock import Clock
 from firmware_stubs.exceptions import ConnectError
+from firmware_stubs.failover import Failover
 from firmware_stubs.transport import Transport, close_socket
 from telemetry.backoff import Backoff
 
 logger = logging.getLogger(__name__)
+
+SUBSCRIBE_QOS: Final = 0
+"""The config subscription's QoS. RabbitMQ 3.10 backs a QoS 1 subscription with a durable classic queue
+(``mqtt-subscription-<client id>qos1``) on the node of the first connection: while that node is down, no
+other node accepts the same client id (the queue's declare fails), so the agent could not fail over. A
+QoS 0 subscription's queue is transient and goes with its node. Nothing is lost: the config is retained
+(sent again on every connect) and its generation makes a copy seen twice harmless."""
+
+
+@dataclass(slots=True, frozen=True)
+class Address:
+    """A broker (one node of a cluster) and the credentials the station logs in with there."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+
+    def endpoint(self, client_id: str, keepalive: int) -> Endpoint:
+        return Endpoint(self.host, self.port, client_id, self.username, self.password, self.tls, keepalive)
 
 
 @dataclass(slots=True, frozen=True)
@@ -68,27 +94,28 @@ class Connection:
     """One station's MQTT connection, reconnecting until :meth:`closing`.
 
     Args:
-        endpoint: where and as whom.
+        endpoints: where and as whom: one or more brokers, tried in turn (see ``failover.py``).
         will: the last will (topic, payload), retained at QoS 1.
-        subscribe: the topic to subscribe to at QoS 1 on every connect.
+        subscribe: the topic to subscribe to on every connect, at QoS 0 (see :data:`SUBSCRIBE_QOS`).
         max_inflight: paho's bound on unacknowledged messages.
         transport: opens each session's socket.
-        backoff: the waits between sessions.
+        backoff: the waits between sessions (over the whole list).
         clock: the agent's time (the backoff waits on it; sessions are timed on it).
         connect_timeout: real seconds to wait for CONNACK.
         events: the owner's callbacks.
         name: the station, for logs.
     """
 
-    __slots__ = ("_backoff", "_client", "_clock", "_closing", "_connack", "_connect_timeout", "_connected",
-                 "_endpoint", "_events", "_loop", "_lost", "_max_inflight", "_name", "_subscribe", "_transport",
-                 "_will", "connects")
+    __slots__ = ("_client", "_clock", "_closing", "_connack", "_connect_timeout", "_connected", "_events",
+                 "_failover", "_loop", "_lost", "_max_inflight", "_name", "_subscribe", "_transport", "_will",
+                 "connects")
 
-    def __init__(self, *, endpoint: Endpoint, will: tuple[str, bytes], subscribe: str, max_inflight: int,
-                 transport: Transport, backoff: Backoff, clock: Clock, connect_timeout: float, events: Events,
-                 name: str) -> None:
-        self._endpoint, self._will, self._subscribe, self._max_inflight = endpoint, will, subscribe, max_inflight
-        self._transport, self._backoff, self._clock = transport, backoff, clock
+    def __init__(self, *, endpoints: Sequence[Endpoint], will: tuple[str, bytes], subscribe: str,
+                 max_inflight: int, transport: Transport, backoff: Backoff, clock: Clock, connect_timeout: float,
+                 events: Events, name: str) -> None:
+        self._failover = Failover(endpoints, backoff)
+        self._will, self._subscribe, self._max_inflight = will, subscribe, max_inflight
+        self._transport, self._clock = transport, clock
         self._connect_timeout, self._events, self._name = connect_timeout, events, name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
@@ -105,7 +132,8 @@ class Connection:
 
     @property
     def endpoint(self) -> Endpoint:
-        return self._endpoint
+        """The broker of the open session (or of the next one)."""
+        return self._failover.current
 
     def closing(self) -> None:
         """Make no new session after this one."""
@@ -129,32 +157,33 @@ class Connection:
             await asyncio.wait([lost], timeout=within)
 
     async def run(self) -> None:
-        """Sessions one after another, with the backoff between them, until :meth:`closing`."""
+        """Sessions one after another, through the brokers with the backoff between them, until :meth:`closing`."""
         failures = 0
         while not self._closing:
+            e = self.endpoint
             try:
-                self._backoff.succeeded(await self._session())
+                up = await self._session(e)
                 failures = 0
+                wait = self._failover.lost(up)
             except ConnectError as exc:
                 failures += 1
                 log = logger.info if failures == 1 else logger.debug
-                e = self._endpoint
                 log("%s: MQTT %s:%s: %s; retrying with backoff", self._name, e.host, e.port, exc)
+                wait = self._failover.failed()
             if self._closing:
                 return
-            await self._clock.sleep_until(self._clock.time() + self._backoff.next())
+            await self._clock.sleep_until(self._clock.time() + wait)
 
     async def keepalive(self) -> None:
         """paho's pings and its check that the broker still answers."""
         while True:
-            await asyncio.sleep(max(1.0, self._endpoint.keepalive / 6))
+            await asyncio.sleep(max(1.0, self.endpoint.keepalive / 6))
             if self._client is not None:
                 self._client.loop_misc()
 
-    async def _session(self) -> float:
-        """One session; returns how long it was up (on the agent's clock)."""
-        e = self._endpoint
-        client = self._new_client()
+    async def _session(self, e: Endpoint) -> float:
+        """One session on ``e``; returns how long it was up (on the agent's clock)."""
+        client = self._new_client(e)
         await self._transport.open(client, e.host, e.port, e.keepalive)
         if self._closing:
             close_socket(client)
@@ -178,8 +207,7 @@ class Connection:
         finally:
             self.drop()
 
-    def _new_client(self) -> mqtt.Client:
-        e = self._endpoint
+    def _new_client(self, e: Endpoint) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=e.client_id, clean_session=True,
                              protocol=MQTTProtocolVersion.MQTTv311)
         client.max_inflight_messages_set(self._max_inflight)
@@ -262,7 +290,7 @@ class Connection:
             self._connack.set_exception(ConnectError(f"the broker refused the connection: {reason}"))
             return
         self._connected = True
-        client.subscribe(self._subscribe, qos=1)
+        client.subscribe(self._subscribe, qos=SUBSCRIBE_QOS)
         self._events.on_connect()
         self._connack.set_result(None)
 

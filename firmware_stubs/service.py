@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from firmware_stubs.agent import Agent
+from firmware_stubs.agent import Address, Agent
 from firmware_stubs.buffer import BufferFile
 from firmware_stubs.config import Settings
 from firmware_stubs.drivers import StubValues, stub_drivers
@@ -28,19 +28,26 @@ def station_of(settings: Settings) -> Station:
     return station
 
 
+def addresses(settings: Settings, station: Station) -> list[Address]:
+    """Every broker of ``MQTT_URL``; the user name is the URL's, else the station's with ``STATION_PASSWORD``."""
+    out = []
+    for url in settings.mqtt_urls:
+        username, password = url.username, url.password
+        if settings.station_password:
+            username, password = username or station.id, settings.station_password
+        out.append(Address(url.host, url.port, username, password, settings.mqtt_tls_context(url)))
+    return out
+
+
 async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     """One station's agent on stub drivers, until ``stop``."""
     station = station_of(settings)
-    url = settings.mqtt
-    username, password = url.username, url.password
-    if settings.station_password:
-        username, password = username or station.id, settings.station_password
+    brokers = addresses(settings, station)
     values = StubValues(path=settings.agent_stub_file, text=settings.agent_stub_values)
     with BufferFile(path=settings.agent_buffer_path) as file:
         buffer = file.buffer(station=station.id, max_readings=settings.agent_buffer_max)
         logger.info("%s: agent starting (buffer %s: %d readings, seq %d)", station.id, settings.agent_buffer_path,
                     len(buffer), buffer.seq)
-        async with Agent(station=station, drivers=stub_drivers(station, values), buffer=buffer, host=url.host,
-                         port=url.port, username=username, password=password, tls=settings.mqtt_tls_context(),
+        async with Agent(station=station, drivers=stub_drivers(station, values), buffer=buffer, brokers=brokers,
                          replay_rate=settings.agent_replay_rate):
             await stop.wait()

@@ -80,15 +80,19 @@ class LiveState:
         if decoded.readings:
             state.seen(now_ms)
 
+    def desire(self, station_id: str, config: AgentConfig) -> None:
+        """The newest config pushed to a station (from the gateway's own pushes and the nodes' retained ones)."""
+        self.stations[station_id].desired_config = config
+
     @staticmethod
     def _config(state: StationNow, payload: bytes) -> None:
-        if not payload:  # a cleared retained config
-            state.desired_config = None
-            return
+        """A config message: the newest generation wins; empty or invalid ones change nothing, as for the agent."""
         try:
-            state.desired_config = AgentConfig.model_validate_json(payload)
+            config = AgentConfig.model_validate_json(payload)
         except ValueError:
-            state.desired_config = None
+            return
+        if state.desired_config is None or config.generation > state.desired_config.generation:
+            state.desired_config = config
 
     @staticmethod
     def apply_status(state: StationNow, status: Status, at_ms: int) -> None:

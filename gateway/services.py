@@ -17,7 +17,7 @@ from gateway.exceptions import DependencyUnavailableError, InfluxQueryError
 from gateway.geo import GeoIndex
 from gateway.influx import InfluxReader
 from gateway.live import LiveState
-from gateway.mqtt import MqttLink
+from gateway.mqtt import MqttCluster, Node
 from telemetry.codec import Decoder
 from telemetry.registry import Registry
 
@@ -31,6 +31,7 @@ class GatewayMetrics:
     latency: Histogram = field(init=False)
     mqtt_connected: Gauge = field(init=False)
     live_messages: Gauge = field(init=False)
+    mqtt_reader: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -39,6 +40,8 @@ class GatewayMetrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.mqtt_connected = Gauge("gateway_mqtt_connected", "1 while connected to the broker", registry=r)
         self.live_messages = Gauge("gateway_live_messages", "MQTT messages applied to live state", registry=r)
+        self.mqtt_reader = Gauge("gateway_mqtt_reader", "MQTT_URL index of the node the live state is read from "
+                                 "(-1: none up)", registry=r)
 
 
 @dataclass(slots=True)
@@ -46,7 +49,7 @@ class Services:
     registry: Registry
     live: LiveState
     influx: InfluxReader
-    mqtt: MqttLink
+    mqtt: MqttCluster
     tokens: TokenStore
     passwords: StationPasswords
     decoder: Decoder
@@ -63,12 +66,13 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     decoder = Decoder(registry)  # one for the live state and the HTTP ingress: same verdicts, one route cache
     live = LiveState(registry, decoder)
     metrics = GatewayMetrics()
-    mqtt = settings.mqtt
-    link = MqttLink(host=mqtt.host, port=mqtt.port, username=mqtt.username, password=mqtt.password,
-                    tls=settings.mqtt_tls_context(), client_id=settings.gateway_mqtt_client_id,
-                    on_message=live.on_message)
+    link = MqttCluster(nodes=[Node(u.host, u.port, u.username, u.password, settings.mqtt_tls_context(u))
+                              for u in settings.mqtt_urls],
+                       stations=[s.id for s in registry.reporting], client_id=settings.gateway_mqtt_client_id,
+                       on_live=live.on_message, on_config=live.desire)
     metrics.mqtt_connected.set_function(lambda: 1 if link.connected.is_set() else 0)
     metrics.live_messages.set_function(lambda: live.messages)
+    metrics.mqtt_reader.set_function(lambda: -1 if link.reader is None else link.reader)
     async with InfluxReader(url=settings.influx_url, database=settings.influx_db,
                             username=settings.influx_username, password=settings.influx_password,
                             token=settings.influx_token, ca_file=settings.influx_ca_file) as influx:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
+from ingest.amqp_url import AmqpUrl
 from telemetry.contract import SUBSCRIPTION
-from telemetry.settings import InfluxSettings, ListenAddr, LogSettings, MqttSettings, RegistrySettings
+from telemetry.settings import InfluxSettings, ListenAddr, LogSettings, MqttSettings, RegistrySettings, _readable
 from telemetry.storage import Tier
 
 
@@ -40,6 +42,54 @@ class Settings(MqttSettings, InfluxSettings, RegistrySettings, LogSettings):
     ingest_rollup_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
     ingest_rollup_tick_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
     ingest_rollup_settle_seconds: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    # The AMQP source (a RabbitMQ quorum queue) instead of MQTT when AMQP_URL is set.
+    amqp_url: str = ""
+    amqp_ca_file: Path | None = None
+    amqp_cert_file: Path | None = None
+    amqp_key_file: Path | None = None
+    ingest_queue: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")] = (
+        "yizhan.ingest")
+    ingest_amqp_prefetch: Annotated[int, Field(ge=1, le=65535)] = 2000
+    ingest_amqp_heartbeat_seconds: Annotated[int, Field(ge=2, le=600)] = 30
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _valid_amqp_url(cls, value: str) -> str:
+        if value.strip():
+            AmqpUrl.parse_list(value)
+        return value.strip()
+
+    @field_validator("ingest_queue")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith("amq."):
+            raise ValueError("queue names starting with amq. are reserved by RabbitMQ")
+        return value
+
+    @field_validator("amqp_ca_file", "amqp_cert_file", "amqp_key_file")
+    @classmethod
+    def _readable_amqp_file(cls, value: Path | None) -> Path | None:
+        return _readable(value)
+
+    @model_validator(mode="after")
+    def _amqp_key_needs_cert(self) -> Settings:
+        if self.amqp_key_file is not None and self.amqp_cert_file is None:
+            raise ValueError("AMQP_KEY_FILE is set without AMQP_CERT_FILE (the client certificate it belongs to)")
+        return self
+
+    @property
+    def amqp_urls(self) -> list[AmqpUrl]:
+        """The nodes of ``AMQP_URL`` in order; empty: the MQTT source."""
+        return AmqpUrl.parse_list(self.amqp_url) if self.amqp_url else []
+
+    def amqp_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for ``amqps://`` nodes (system CAs unless ``AMQP_CA_FILE``), else None."""
+        if not any(url.tls for url in self.amqp_urls):
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.amqp_ca_file) if self.amqp_ca_file else None)
+        if self.amqp_cert_file:
+            ctx.load_cert_chain(self.amqp_cert_file, self.amqp_key_file)
+        return ctx
 
     @property
     def retention_days(self) -> dict[Tier, int]:

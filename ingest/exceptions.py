@@ -5,6 +5,9 @@
     │   ├── ConnectRefusedError       CONNACK with a non-zero return code (.code)
     │   ├── SubscribeRefusedError     SUBACK refused, granted QoS 0 or had another id (.topic_filter, .answer)
     │   └── MqttProtocolError         the broker sent bytes we cannot parse or may not send
+    ├── AmqpError                     the RabbitMQ connection failed or was lost
+    │   ├── AmqpClosedError           the broker closed the connection or channel (.reply_code, .reply_text, .method)
+    │   └── AmqpProtocolError         the broker sent frames we cannot parse or may not send (.reply_code)
     ├── InfluxError                   a write to InfluxDB did not succeed
     │   ├── InfluxUnavailableError    unreachable, timed out or 5xx: retry later, spool meanwhile
     │   ├── InfluxRejectedError       4xx: the points themselves are refused (.status, .message)
@@ -49,6 +52,27 @@ class SubscribeRefusedError(MqttError):
 
 class MqttProtocolError(MqttError):
     pass
+
+
+class AmqpError(IngestError):
+    pass
+
+
+class AmqpClosedError(AmqpError):
+    """``connection.close`` or ``channel.close`` from the broker (403 ACCESS_REFUSED, 404 NOT_FOUND, 406
+    PRECONDITION_FAILED, 320 CONNECTION_FORCED...); ``method`` names what it refused, as ``class.method``."""
+
+    def __init__(self, reply_code: int, reply_text: str, method: str = "", *, channel: bool = False) -> None:
+        self.reply_code, self.reply_text, self.method, self.channel = reply_code, reply_text, method, channel
+        what = "channel" if channel else "connection"
+        at = f" at {method}" if method else ""
+        super().__init__(f"broker closed the {what}{at}: {reply_code} {reply_text}")
+
+
+class AmqpProtocolError(AmqpError):
+    def __init__(self, message: str, reply_code: int = 505) -> None:
+        self.reply_code = reply_code
+        super().__init__(message)
 
 
 class InfluxError(IngestError):

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from telemetry.contract import RejectReason
@@ -58,6 +59,48 @@ class _CountsCollector(Collector):
         yield rejects
 
 
+class AmqpStatus(Protocol):
+    """What the AMQP source tells the metrics (:class:`ingest.amqp_consumer.AmqpConsumer`)."""
+
+    @property
+    def deliveries(self) -> int: ...
+    @property
+    def redeliveries(self) -> int: ...
+    @property
+    def consumer_cancels(self) -> int: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def protocol_errors(self) -> Mapping[str, int]: ...
+
+
+class _AmqpCollector(Collector):
+    def __init__(self, status: AmqpStatus) -> None:
+        self._status = status
+
+    def collect(self) -> Iterable[Metric]:
+        s = self._status
+        for name, text, value in (
+                ("ingest_amqp_deliveries", "AMQP deliveries received, redeliveries included", s.deliveries),
+                ("ingest_amqp_redeliveries", "AMQP deliveries with redelivered set (unacknowledged elsewhere before)",
+                 s.redeliveries),
+                ("ingest_amqp_consumer_cancels", "Consumers cancelled by the broker (basic.cancel)",
+                 s.consumer_cancels),
+                ("ingest_amqp_reconnects", "Consuming again after a connection that consumed ended", s.reconnects)):
+            yield CounterMetricFamily(name, text, value=value)
+        errors = CounterMetricFamily("ingest_amqp_protocol_errors", "Connections closed for what the broker sent, "
+                                     "by kind", labels=["kind"])
+        for kind, count in s.protocol_errors.items():
+            errors.add_metric([kind], count)
+        yield errors
+        node = GaugeMetricFamily("ingest_amqp_node", "1 for the node consumed from", labels=["node"])
+        if s.node:
+            node.add_metric([s.node], 1)
+        yield node
+
+
 class Metrics:
     """One registry per instance, so tests can run several services in one process."""
 
@@ -72,9 +115,14 @@ class Metrics:
         self.write_seconds = Histogram("ingest_write_seconds", "Duration of one InfluxDB write", registry=r,
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.mqtt_connected = Gauge("ingest_mqtt_connected", "1 while connected to the broker", registry=r)
+        self.amqp_connected = Gauge("ingest_amqp_connected", "1 while consuming from the AMQP queue", registry=r)
         self.influx_up = Gauge("ingest_influx_up", "1 while the last InfluxDB write succeeded", registry=r)
         self.pending_points = Gauge("ingest_pending_points", "Points received, not yet written or spooled",
                                     registry=r)
+
+    def watch_amqp(self, status: AmqpStatus) -> None:
+        """Export the AMQP source's counters and node (only when that is the source)."""
+        self.registry.register(_AmqpCollector(status))
 
     def gauge(self, gauge: Gauge) -> float:
         return float(gauge._value.get())

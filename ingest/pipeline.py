@@ -38,9 +38,9 @@ from ingest.exceptions import InfluxRejectedError, InfluxUnavailableError, Spool
 from ingest.journal import Pair
 from ingest.keeper import Keeper, hours_of_body
 from ingest.metrics import Metrics
+from ingest.source import DUP, OVERSIZE, RETAINED, AckToken, Message, Source
 from ingest.spool import Spool
 from ingest.stats import Stats
-from ingest.subscriber import DUP, OVERSIZE, RETAINED, AckToken, Message, Subscriber
 from ingest.writer import Writer
 from telemetry.codec import Decoded, Decoder, Reject, clip
 from telemetry.contract import MAX_PAYLOAD_BYTES, RejectReason
@@ -109,15 +109,16 @@ class Pipeline:
         self._writing: collections.deque[tuple[Batch, asyncio.Task[None]]] = collections.deque()
         self._drain_lock = asyncio.Lock()
         self._wakeup = asyncio.Event()
-        self._subscriber: Subscriber | None = None
+        self._subscriber: Source | None = None
         self._retry_at = 0.0
         self._retry_delay = _RETRY_MIN
         self._last_reject_ms = 0
         self._spool_full_logged = False
         self._update_spool_gauges()
 
-    def attach(self, subscriber: Subscriber) -> None:
-        self._subscriber = subscriber
+    def attach(self, source: Source) -> None:
+        """The source whose messages this pipeline acknowledges and pauses (MQTT or AMQP)."""
+        self._subscriber = source
 
     @property
     def pending_points(self) -> int:

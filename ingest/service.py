@@ -1,4 +1,4 @@
-"""The ingest service as one coroutine: subscriber, pipeline, rollup keeper, HTTP endpoint and summary, wired."""
+"""The ingest service as one coroutine: source (MQTT or AMQP), pipeline, rollup keeper, HTTP and summary, wired."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from ingest import retention
+from ingest.amqp_consumer import AmqpConsumer
 from ingest.config import Settings
 from ingest.exceptions import InfluxError
 from ingest.influxql import InfluxQL
@@ -16,6 +18,7 @@ from ingest.keeper import Keeper
 from ingest.metrics import Metrics, serve_http
 from ingest.pipeline import Pipeline
 from ingest.session import Closed, Connected, Event
+from ingest.source import Source
 from ingest.spool import Spool
 from ingest.stats import Stats
 from ingest.subscriber import Subscriber
@@ -44,14 +47,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
                         batch_idle=settings.ingest_batch_idle_seconds,
                         write_concurrency=settings.ingest_write_concurrency,
                         max_pending=settings.ingest_write_concurrency + 2, keeper=keeper)
-    mqtt = settings.mqtt
-    subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
-                            topic_filter=settings.topic_filter, on_messages=pipeline.on_messages,
-                            on_event=lambda event: _count_event(metrics, event), username=mqtt.username,
-                            password=mqtt.password, tls=settings.mqtt_tls_context(),
-                            keepalive=settings.ingest_mqtt_keepalive_seconds,
-                            hold_bytes=int(settings.ingest_mqtt_hold_mb * 1024 * 1024))
-    subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
+    subscriber, source_health = _source(settings, pipeline, metrics)
     pipeline.attach(subscriber)
     metrics.pending_points.set_function(lambda: pipeline.pending_points)
     if await writer.ready():
@@ -62,7 +58,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     host, port = parse_addr(settings.ingest_http_addr)
 
     def health() -> dict[str, object]:
-        return {"status": "ok", "mqtt_connected": subscriber.connected.is_set(),
+        return {"status": "ok", **source_health(),
                 "influx_up": bool(metrics.gauge(metrics.influx_up)), "spool_batches": len(spool),
                 "pending_points": pipeline.pending_points, "rollups_pending": keeper.pending,
                 "rollups_recomputed": keeper.recomputed}
@@ -70,7 +66,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
     try:
         async with asyncio.TaskGroup() as tg:
             tasks = [
-                tg.create_task(subscriber.run(), name="mqtt-receive"),
+                tg.create_task(subscriber.run(), name="amqp-receive" if settings.amqp_url else "mqtt-receive"),
                 tg.create_task(pipeline.run(), name="influx-write"),
                 tg.create_task(serve_http(host, port, metrics, health), name="http"),
                 tg.create_task(_summaries(metrics, pipeline, settings.ingest_summary_seconds), name="summary"),
@@ -95,6 +91,44 @@ async def serve(settings: Settings, *, stop: asyncio.Event) -> None:
         await ql.aclose()
     _log_summary(metrics, pipeline)
     logger.info("stopped")
+
+
+def _source(settings: Settings, pipeline: Pipeline, metrics: Metrics) -> tuple[Source, Callable[[], dict[str, object]]]:
+    """The MQTT subscriber, or with ``AMQP_URL`` the AMQP consumer; and what ``/healthz`` says of it.
+
+    ``mqtt_connected`` (in ``/healthz``, the ``ingest_mqtt_connected`` gauge and ``ingest_stats``) means
+    "connected to the broker" for both, so that probes, the pipeline dashboard and the ingest-away
+    alert work unchanged on the AMQP source.
+    """
+    if settings.amqp_url:
+        consumer = AmqpConsumer(urls=settings.amqp_urls, queue=settings.ingest_queue,
+                                consumer_tag=settings.mqtt_client_id, on_messages=pipeline.on_messages,
+                                tls=settings.amqp_tls_context(), prefetch=settings.ingest_amqp_prefetch,
+                                heartbeat=settings.ingest_amqp_heartbeat_seconds)
+        def amqp_state(up: bool) -> None:
+            metrics.amqp_connected.set(1 if up else 0)
+            metrics.mqtt_connected.set(1 if up else 0)
+
+        consumer.on_state = amqp_state
+        metrics.watch_amqp(consumer)
+
+        def amqp_health() -> dict[str, object]:
+            up = consumer.connected.is_set()
+            return {"source": "amqp", "connected": up, "mqtt_connected": up, "amqp_node": consumer.node,
+                    "amqp_deliveries": consumer.deliveries, "amqp_redeliveries": consumer.redeliveries,
+                    "amqp_consumer_cancels": consumer.consumer_cancels, "amqp_reconnects": consumer.reconnects}
+
+        return consumer, amqp_health
+    mqtt = settings.mqtt
+    subscriber = Subscriber(host=mqtt.host, port=mqtt.port, client_id=settings.mqtt_client_id,
+                            topic_filter=settings.topic_filter, on_messages=pipeline.on_messages,
+                            on_event=lambda event: _count_event(metrics, event), username=mqtt.username,
+                            password=mqtt.password, tls=settings.mqtt_tls_context(),
+                            keepalive=settings.ingest_mqtt_keepalive_seconds,
+                            hold_bytes=int(settings.ingest_mqtt_hold_mb * 1024 * 1024))
+    subscriber.on_state = lambda up: metrics.mqtt_connected.set(1 if up else 0)
+
+    return subscriber, lambda: {"mqtt_connected": subscriber.connected.is_set()}
 
 
 def _count_event(metrics: Metrics, event: Event) -> None:

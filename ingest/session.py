@@ -40,21 +40,9 @@ from enum import StrEnum
 from typing import Final
 
 from ingest.exceptions import ConnectRefusedError, MqttError, MqttProtocolError, SubscribeRefusedError
+from ingest.sansio import SessionOutput, state_diagram
+from ingest.source import DUP, OVERSIZE, RETAINED, AckToken, Message
 from telemetry.contract import MAX_PAYLOAD_BYTES
-
-AckToken = tuple[int, int]
-"""(connection number, packet id) of a QoS 1 message."""
-
-Message = tuple[str, bytes, AckToken | None, int]
-"""A PUBLISH: topic, payload, the token to acknowledge (None for QoS 0), and flags (:data:`DUP`...)."""
-
-DUP: Final = 0x08
-"""Flag: a redelivery of a message sent before (the packet's DUP bit)."""
-RETAINED: Final = 0x01
-"""Flag: a retained message redelivered by a new subscription on a resumed session (not stored)."""
-OVERSIZE: Final = 0x100
-"""Flag: a PUBLISH over the packet bound; its payload was skipped, and the message's payload is
-the skipped payload's size in ASCII digits."""
 
 
 class State(StrEnum):
@@ -108,12 +96,8 @@ before the CONNACK, a second CONNACK...); every input in CLOSED is ignored."""
 
 
 def diagram() -> str:
-    """The state diagram of :data:`TRANSITIONS`, as Mermaid (``docs/ingest.md`` holds it)."""
-    lines = ["stateDiagram-v2", f"    [*] --> {State.CONNECTING.name}: CONNECT sent"]
-    for (state, event), target in TRANSITIONS.items():
-        lines.append(f"    {state.name} --> {target.name}: {event.value}")
-    lines.append(f"    {State.CLOSED.name} --> [*]")
-    return "\n".join(lines)
+    """The state diagram of :data:`TRANSITIONS`, as Mermaid, one arrow per pair of states (``docs/ingest.md``)."""
+    return state_diagram(TRANSITIONS, State.CONNECTING, "CONNECT sent", State.CLOSED)
 
 
 class ProtocolErrorKind(StrEnum):
@@ -210,7 +194,7 @@ class _Skip:
     message: Message | None = None
 
 
-class Session:
+class Session(SessionOutput[Event]):
     """One connection's MQTT session: a persistent session subscribed to ``topic_filter`` at QoS 1.
 
     Args:
@@ -233,6 +217,7 @@ class Session:
                  undelivered: frozenset[int] = frozenset()) -> None:
         if keepalive < 1:
             raise ValueError(f"keepalive must be at least 1 s, got {keepalive}")
+        super().__init__(now, paused=paused)
         self.state = State.CONNECTING
         self.connection = connection
         self._topic_filter = topic_filter
@@ -240,15 +225,11 @@ class Session:
         self._connack_deadline = now + connect_timeout
         self._expect_session = expect_session
         self._max_packet, self._hold_bytes = max_packet, hold_bytes
-        self._out: list[bytes] = [connect_packet(client_id, keepalive=keepalive, clean_session=False,
-                                                 username=username, password=password)]
-        self._events: list[Event] = []
-        self._pending = b""
+        self._out.append(connect_packet(client_id, keepalive=keepalive, clean_session=False,
+                                        username=username, password=password))
         self._skip: _Skip | None = None
         self._flags_mask = DUP  # RETAINED only on a resumed session
         self._publish_ok = False
-        self.paused = paused
-        self._held: list[Message] = []
         self._held_size = 0
         self.dropped = 0
         """PUBLISHes dropped unacknowledged past ``hold_bytes`` (redelivered after the reconnect)."""
@@ -257,7 +238,7 @@ class Session:
         self._last_token: AckToken | None = None  # of the last QoS 1 message handed over or held
         self._drain_token: AckToken | None = None  # the last one before the first drop, until acknowledged
         self._last_acked = -1  # packet id of the last PUBACK sent
-        self.last_rx = self.last_tx = self._last_ping = now
+        self._last_ping = now
 
     # --- inputs --------------------------------------------------------------------------------
 
@@ -333,10 +314,6 @@ class Session:
             self._check_redeliver()
         return len(pids)
 
-    def pause(self) -> None:
-        """Hold PUBLISHes back (the pipeline is full); every other packet is still handled."""
-        self.paused = True
-
     def resume(self) -> list[Message]:
         """Hand PUBLISHes over again; returns those held meanwhile, in order."""
         self.paused = False
@@ -352,23 +329,9 @@ class Session:
 
     # --- outputs -------------------------------------------------------------------------------
 
-    def data_to_send(self) -> bytes:
-        out, self._out = b"".join(self._out), []
-        return out
-
-    def next_events(self) -> list[Event]:
-        events, self._events = self._events, []
-        return events
-
     @property
-    def held(self) -> int:
-        """PUBLISHes held while paused."""
-        return len(self._held)
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of an incomplete packet kept until the rest arrives (never more than ``max_packet``)."""
-        return len(self._pending)
+    def is_closed(self) -> bool:
+        return self.state is State.CLOSED
 
     # --- the machine ---------------------------------------------------------------------------
 
@@ -387,10 +350,6 @@ class Session:
 
     def _protocol_error(self, exc: MqttProtocolError, kind: ProtocolErrorKind) -> None:
         self._input(Input.PROTOCOL_ERROR, Closed(f"protocol error: {exc}", exc, protocol_error=kind))
-
-    def _send(self, data: bytes, now: float) -> None:
-        self._out.append(data)
-        self.last_tx = now
 
     def _deliver(self, messages: list[Message]) -> list[Message]:
         if not messages:

@@ -22,11 +22,11 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
-from firmware_stubs.agent import Agent, default_backoff
+from firmware_stubs.agent import Address, Agent, default_backoff
 from firmware_stubs.buffer import Buffer, BufferFile
 from firmware_stubs.clock import Clock
 from simulator.clock import SimClock, SkewedClock
@@ -54,6 +54,9 @@ class Broker:
     With ``passwords`` (station id -> password, from ``python -m gateway provision``) each agent
     logs in as its station, as a device does on a broker with per-station ACLs; without, every
     agent uses ``username`` and ``password``. The malformed-payload sender always uses those.
+
+    ``others`` are more nodes of the same cluster (``MQTT_URL`` with several URLs): the agents are
+    spread over the nodes, station i starting on node i mod n, and fail over to the next ones.
     """
 
     host: str
@@ -62,12 +65,21 @@ class Broker:
     password: str | None = None
     tls: ssl.SSLContext | None = None
     passwords: Mapping[str, str] | None = None
+    others: tuple[Address, ...] = ()
 
     def credentials(self, station: str) -> tuple[str | None, str | None]:
         """(user name, password) of the agent of ``station``."""
         if self.passwords is None:
             return self.username, self.password
         return station, self.passwords[station]
+
+    def addresses(self, station: str, index: int) -> list[Address]:
+        """The nodes for the ``index``-th station, starting at node ``index`` mod n."""
+        nodes = [Address(self.host, self.port, self.username, self.password, self.tls), *self.others]
+        if self.passwords is not None:
+            nodes = [replace(a, username=station, password=self.passwords[station]) for a in nodes]
+        k = index % len(nodes)
+        return nodes[k:] + nodes[:k]
 
 
 @dataclass(slots=True)
@@ -119,8 +131,8 @@ class Summary:
 class StationRun:
     """One station in the simulation: its model, its agent's boots, its faults' effects."""
 
-    def __init__(self, sim: Simulation, station: Station, file: BufferFile) -> None:
-        self.sim, self.station, self.file = sim, station, file
+    def __init__(self, sim: Simulation, station: Station, file: BufferFile, index: int) -> None:
+        self.sim, self.station, self.file, self.index = sim, station, file, index
         seed, sid = sim.seed, station.id
         self.model = StationModel(station=station, seed=seed, start=sim.start,
                                   faults=sim.scenario.station_faults(sid, sim.start))
@@ -141,11 +153,9 @@ class StationRun:
             return
         sim, sid = self.sim, self.station.id
         self.buffer = self.file.buffer(station=sid, max_readings=sim.buffer_max)
-        b = sim.broker
-        username, password = b.credentials(sid)
         agent = Agent(station=self.station, drivers=sim_drivers(self.model, world=sim.clock, agent=self.clock),
-                      buffer=self.buffer, host=b.host, port=b.port, username=username, password=password,
-                      tls=b.tls, clock=self.clock, config=sim.config, replay_rate=sim.replay_rate, fw=FIRMWARE,
+                      buffer=self.buffer, brokers=sim.broker.addresses(sid, self.index), clock=self.clock,
+                      config=sim.config, replay_rate=sim.replay_rate, fw=FIRMWARE,
                       flush_timeout=sim.drain_timeout, transport=self.network,
                       backoff=default_backoff(random.Random(f"{sim.seed}:{sid}:{self.tally.reboots}").random),  # noqa: S311 - jitter
                       on_reading=self._on_reading)
@@ -279,7 +289,7 @@ class Simulation:
             await asyncio.to_thread(self.sender.start)
         try:
             with BufferFile(path=self.buffer_path, durable=False) as file:
-                self.runs = [StationRun(self, s, file) for s in self.stations]
+                self.runs = [StationRun(self, s, file, i) for i, s in enumerate(self.stations)]
                 await self._run(stop or asyncio.Event())
                 acked = self.malformed_acked()
                 summary = Summary(self.start, self.clock.time(), time.monotonic() - self._real0,

@@ -166,9 +166,16 @@ Interval = Annotated[int, Field(ge=1, le=86400)]
 
 
 class AgentConfig(_Model):
-    """Retained on ``stations/v1/{id}/config``: how often the agent reports, in seconds."""
+    """Retained on ``stations/v1/{id}/config``: how often the agent reports, in seconds.
+
+    ``generation`` only grows: an agent applies a config only when its generation is greater than
+    the one it runs, so a stale retained copy (a node that missed a push, a broker restored from an
+    old persistence file) never takes a station back.
+    """
 
     rev: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_CONTROL)] = "default"
+    generation: Counter = Field(
+        default=0, description="Grows with every push (the gateway assigns it); the agent refuses to go back")
     occupancy_interval_s: Interval = 60
     charger_interval_s: Interval = 30
     temperature_interval_s: Interval = 60

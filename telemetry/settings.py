@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn, Self, TypeVar
@@ -46,6 +47,53 @@ ListenAddr = Annotated[str, AfterValidator(_listen_addr)]
 """``host:port`` to listen on (see :func:`parse_addr`)."""
 
 
+T = TypeVar("T")
+
+
+@dataclass(slots=True, frozen=True)
+class Endpoint:
+    """A broker URL split into what every client needs: ``scheme://user:password@host:port/path``."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+    path: str
+
+    @classmethod
+    def parse(cls, url: str, *, plain: str, secure: str, ports: tuple[int, int]) -> Endpoint:
+        """``url`` with the scheme ``plain`` or ``secure`` (TLS); ``ports`` are their default ports."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in (plain, secure):
+            raise ValueError(f"scheme must be {plain}:// or {secure}://, got {url!r}")
+        if not parts.hostname:
+            raise ValueError(f"no host in {url!r}")
+        tls = parts.scheme == secure
+        try:
+            port = parts.port or ports[tls]
+        except ValueError as exc:
+            raise ValueError(f"bad port in {url!r}") from exc
+        return cls(parts.hostname, port, tls, unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None, parts.path)
+
+
+def parse_url_list(text: str, parse: Callable[[str], T]) -> tuple[T, ...]:
+    """One or more URLs, comma-separated (the nodes of a cluster, tried in turn); a bad one names itself."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise ValueError("no broker URL")
+    urls = []
+    for n, item in enumerate(items, start=1):
+        if not item:
+            raise ValueError(f"URL {n} of {len(items)} is empty (a stray comma?)")
+        try:
+            urls.append(parse(item))
+        except ValueError as exc:
+            raise ValueError(f"URL {n} of {len(items)}: {exc}") from exc
+    return tuple(urls)
+
+
 @dataclass(slots=True, frozen=True)
 class MqttUrl:
     """``mqtt://user:password@host:port`` or ``mqtts://...`` (TLS), parsed."""
@@ -58,19 +106,13 @@ class MqttUrl:
 
     @classmethod
     def parse(cls, url: str) -> MqttUrl:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"scheme must be mqtt:// or mqtts://, got {url!r}")
-        if not parts.hostname:
-            raise ValueError(f"no host in {url!r}")
-        tls = parts.scheme == "mqtts"
-        try:
-            port = parts.port or (8883 if tls else 1883)
-        except ValueError as exc:
-            raise ValueError(f"bad port in {url!r}") from exc
-        username = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password else None
-        return cls(parts.hostname, port, tls, username, password)
+        e = Endpoint.parse(url, plain="mqtt", secure="mqtts", ports=(1883, 8883))
+        return cls(e.host, e.port, e.tls, e.username, e.password)
+
+    @classmethod
+    def parse_list(cls, text: str) -> tuple[MqttUrl, ...]:
+        """One or more URLs, comma-separated (the nodes of a cluster, tried in turn); a bad one names itself."""
+        return parse_url_list(text, cls.parse)
 
 
 class _Base(BaseSettings):
@@ -90,6 +132,7 @@ def _readable(value: Path | None) -> Path | None:
 
 class MqttSettings(_Base):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    """One URL, or several comma-separated (see :meth:`MqttUrl.parse_list`)."""
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
@@ -97,7 +140,7 @@ class MqttSettings(_Base):
     @field_validator("mqtt_url")
     @classmethod
     def _valid_mqtt_url(cls, value: str) -> str:
-        MqttUrl.parse(value)
+        MqttUrl.parse_list(value)
         return value
 
     @field_validator("mqtt_ca_file", "mqtt_cert_file", "mqtt_key_file")
@@ -112,12 +155,19 @@ class MqttSettings(_Base):
         return self
 
     @property
-    def mqtt(self) -> MqttUrl:
-        return MqttUrl.parse(self.mqtt_url)
+    def mqtt_urls(self) -> tuple[MqttUrl, ...]:
+        """Every broker of ``MQTT_URL``, in order."""
+        return MqttUrl.parse_list(self.mqtt_url)
 
-    def mqtt_tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context for ``mqtts://`` (system CAs unless ``MQTT_CA_FILE``), else None."""
-        if not self.mqtt.tls:
+    @property
+    def mqtt(self) -> MqttUrl:
+        """The first broker of ``MQTT_URL`` (what a client of one broker uses)."""
+        return self.mqtt_urls[0]
+
+    def mqtt_tls_context(self, url: MqttUrl | None = None) -> ssl.SSLContext | None:
+        """The TLS context for ``url`` (default the first) when it is ``mqtts://`` (system CAs unless
+        ``MQTT_CA_FILE``), else None."""
+        if not (url or self.mqtt).tls:
             return None
         ctx = ssl.create_default_context(cafile=str(self.mqtt_ca_file) if self.mqtt_ca_file else None)
         if self.mqtt_cert_file:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -21,9 +22,10 @@ def client(port: int, *, client_id: str | None = None, username: str | None = No
 
 
 def publish(port: int, messages: Iterable[tuple[str, bytes | str | dict[str, Any] | list[Any]]], *,
-            qos: int = 1, retain: bool = False, timeout: float = 30.0, window: int = 10_000) -> int:
+            qos: int = 1, retain: bool = False, timeout: float = 30.0, window: int = 10_000,
+            username: str | None = None, password: str | None = None) -> int:
     """Publish every message, waiting until the broker has acknowledged each one."""
-    c = client(port)
+    c = client(port, username=username, password=password)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
     c.connect("127.0.0.1", port)
@@ -31,6 +33,11 @@ def publish(port: int, messages: Iterable[tuple[str, bytes | str | dict[str, Any
     infos: list[mqtt.MQTTMessageInfo] = []
     total = 0
     try:
+        deadline = time.monotonic() + timeout  # a publish before the CONNACK fails (a loaded broker is slow to answer)
+        while not c.is_connected():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no CONNACK from the broker on port {port} in {timeout} s")
+            time.sleep(0.01)
         for topic, payload in messages:
             body = payload if isinstance(payload, bytes | str) else json.dumps(payload)
             infos.append(c.publish(topic, body, qos=qos, retain=retain))
@@ -51,6 +58,17 @@ def wait_all(infos: list[mqtt.MQTTMessageInfo], timeout: float) -> None:
         if not info.is_published():
             raise AssertionError(f"message {info.mid} was not acknowledged in {timeout} s")
     infos.clear()
+
+
+def reading_seqs(messages: Iterable[mqtt.MQTTMessage]) -> dict[str, set[int]]:
+    """station -> the seq of every reading in ``messages`` (batches flattened)."""
+    out: dict[str, set[int]] = {}
+    for m in messages:
+        if m.topic.endswith(("/occupancy", "/charger", "/temperature")):
+            doc = json.loads(m.payload)
+            out.setdefault(m.topic.split("/")[2], set()).update(r["seq"] for r in (doc if isinstance(doc, list)
+                                                                                   else [doc]))
+    return out
 
 
 class Collector:

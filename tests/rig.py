@@ -300,6 +300,19 @@ def rebuild_rollups(influxd: Influxd, db: str, *, since_ms: int, spool: Path) ->
 
 
 @contextmanager
+def mosquittos(directory: Path, n: int) -> Iterator[list[Mosquitto]]:
+    """``n`` independent mosquittos (brokers to fail over through), stopped at the end."""
+    started: list[Mosquitto] = []
+    try:
+        for i in range(n):
+            started.append(Mosquitto(directory / f"mosquitto{i}").start())  # noqa: PERF401 - one at a time: a failed start stops those started
+        yield started
+    finally:
+        for b in started:
+            b.stop()
+
+
+@contextmanager
 def running(server: Mosquitto | Influxd) -> Iterator[Mosquitto | Influxd]:
     server.start()
     try:

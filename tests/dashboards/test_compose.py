@@ -283,9 +283,10 @@ def test_cluster_nodes_share_the_shipped_config_a_cookie_and_the_provisioned_def
 
 
 def test_ingest_replicas_consume_the_queue_through_every_node() -> None:
-    spools = set()
+    spools, names = set(), set()
     for name in INGEST_REPLICAS:
         env = environment(name)
+        names.add(env.get("MQTT_CLIENT_ID", "yizhan-ingest"))
         urls = env["AMQP_URL"].split(",")
         assert [u.split("@")[1].split(":")[0] for u in urls] == list(RABBITMQ_NODES)
         assert all(u.startswith(f"amqps://ingest:{env_example()['MQTT_INGEST_PASSWORD']}@") for u in urls)
@@ -296,3 +297,4 @@ def test_ingest_replicas_consume_the_queue_through_every_node() -> None:
         spools.add(_mounts(name)[env["INGEST_SPOOL_DIR"]])
         assert set(SERVICES[name]["depends_on"]) == {*RABBITMQ_NODES, "influxdb"}
     assert len(spools) == len(INGEST_REPLICAS), "each replica keeps its own spool"
+    assert len(names) == len(INGEST_REPLICAS), "each replica has its own name in ingest_stats (MQTT_CLIENT_ID)"

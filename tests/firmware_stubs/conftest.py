@@ -6,20 +6,30 @@ import asyncio
 import heapq
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from firmware_stubs.agent import Agent
-from firmware_stubs.buffer import BufferFile
+from firmware_stubs.agent import Address, Agent
+from firmware_stubs.buffer import Buffer, BufferFile
 from firmware_stubs.drivers import Drivers, StubValues, stub_drivers
 from simulator.network import SimNetwork
 from telemetry import registry
 from telemetry.backoff import Backoff
 from telemetry.contract import AgentConfig
 from telemetry.registry import Station
+from tests.firmware_stubs.scripted_broker import (
+    CONNECT,
+    PUBLISH,
+    Expect,
+    Reply,
+    ScriptedBroker,
+    Serve,
+    Session,
+    connack,
+)
 from tests.mqtt import Collector
 from tests.rig import Influxd, Mosquitto
 
@@ -63,7 +73,7 @@ async def make_agent(broker: Mosquitto, station: Station, buffer_file: BufferFil
                                     **kwargs}
         agent = Agent(station=station, drivers=drivers or stub_drivers(station, StubValues()),
                       buffer=buffer_file.buffer(station=station.id, max_readings=max_readings),
-                      host="127.0.0.1", port=broker.port, **settings)
+                      brokers=[Address("127.0.0.1", broker.port)], **settings)
         made.append(agent)
         return agent
 
@@ -139,3 +149,54 @@ class ManualClock:
             fut = heapq.heappop(self._waits)[2]
             if not fut.done():
                 fut.set_result(None)
+
+
+REFUSE = (Expect(CONNECT), Reply(connack(5)))  # 5: not authorized
+SERVE = (Expect(CONNECT), Reply(connack()), Serve())
+
+ScriptedAgent = Callable[..., Agent]
+
+
+def fast_backoff() -> Backoff:
+    return Backoff(initial=0.05, cap=0.4, jitter=0.5, healthy_after=0.5)
+
+
+def stub_agent(station: Station, buffer: Buffer, brokers: Sequence[Address], **settings: Any) -> Agent:
+    """A started agent of ``station`` on stub drivers; unless given: FAST intervals, no flush, fast_backoff()."""
+    defaults: dict[str, Any] = {"config": FAST, "flush_timeout": 0, "backoff": fast_backoff()}
+    agent = Agent(station=station, drivers=stub_drivers(station, StubValues()), buffer=buffer, brokers=brokers,
+                  **(defaults | settings))
+    agent.start()
+    return agent
+
+
+@pytest.fixture
+async def scripted_agent(station: Station, buffer_file: BufferFile) -> AsyncIterator[ScriptedAgent]:
+    """Start agents of station S against scripted brokers (tried in the order given); power cut after the test."""
+    made: list[Agent] = []
+
+    def start(*brokers: ScriptedBroker, **kwargs: Any) -> Agent:
+        made.append(stub_agent(station, buffer_file.buffer(station=station.id),
+                               [Address("127.0.0.1", b.port) for b in brokers], **kwargs))
+        return made[-1]
+
+    yield start
+    for agent in made:
+        await agent.close(graceful=False)
+
+
+def published_readings(session: Session) -> list[dict[str, Any]]:
+    """Every reading the client published in ``session`` (batches flattened)."""
+    out: list[dict[str, Any]] = []
+    for p in session.of(PUBLISH):
+        n = int.from_bytes(p.body[:2])
+        name = p.body[2:2 + n].decode()
+        if name.endswith(("/occupancy", "/charger", "/temperature")):
+            doc = json.loads(p.body[2 + n + (2 if p.flags & 0x06 else 0):])
+            out.extend(doc if isinstance(doc, list) else [doc])
+    return out
+
+
+def reading_ts(session: Session) -> list[int]:
+    """The ts of every reading the client published in ``session``."""
+    return [r["ts"] for r in published_readings(session)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -87,7 +88,13 @@ class Close:
 
 @dataclass(slots=True, frozen=True)
 class Serve:
-    """Answer as a broker: PUBACK each QoS 1 PUBLISH, SUBACK each SUBSCRIBE, PINGRESP each PINGREQ."""
+    """Answer as a broker: PUBACK each QoS 1 PUBLISH, SUBACK each SUBSCRIBE, PINGRESP each PINGREQ.
+
+    With ``puback=False`` it never acknowledges a PUBLISH: everything the client sends stays in its
+    in-flight window (a node that took the messages and died before its queues confirmed them).
+    """
+
+    puback: bool = True
 
 
 Step = Expect | Reply | Close | Serve
@@ -98,6 +105,8 @@ class Session:
     """One client connection: what it sent, in order, and whether the client hung up."""
 
     packets: list[Packet] = field(default_factory=list)
+    opened: float = field(default_factory=time.monotonic)
+    """When the client connected (orders the sessions of several brokers)."""
     client_left: bool = False
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set by :meth:`hang_up`."""
@@ -168,14 +177,15 @@ async def _play(script: Sequence[Step], session: Session, reader: asyncio.Stream
                 await writer.drain()
             case Close():
                 return
-            case Serve():
-                await _serve(session, reader, writer)
+            case Serve(puback):
+                await _serve(session, reader, writer, puback=puback)
                 return
     while await _read(reader, session) is not None:  # silence
         pass
 
 
-async def _serve(session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _serve(session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 puback: bool) -> None:
     hang_up = asyncio.ensure_future(session.ended.wait())
     try:
         while True:
@@ -187,16 +197,16 @@ async def _serve(session: Session, reader: asyncio.StreamReader, writer: asyncio
             packet = read.result()
             if packet is None:
                 return
-            if answer := _answer(packet):
+            if answer := _answer(packet, puback=puback):
                 writer.write(answer)
                 await writer.drain()
     finally:
         hang_up.cancel()
 
 
-def _answer(packet: Packet) -> bytes:
+def _answer(packet: Packet, *, puback: bool) -> bytes:
     match packet.type:
-        case Type.PUBLISH if packet.flags & 0x06:
+        case Type.PUBLISH if packet.flags & 0x06 and puback:
             topic_len = int.from_bytes(packet.body[:2])
             return bytes([Type.PUBACK << 4, 2]) + packet.body[2 + topic_len:4 + topic_len]
         case Type.SUBSCRIBE:

@@ -110,7 +110,7 @@ async def test_agent_replays_oldest_first_in_batches_at_its_rate_while_live_read
 async def test_agent_refuses_a_bad_config_and_keeps_the_old_one(
         broker: Mosquitto, make_agent: AgentFactory, collect: CollectorFactory, buffer_file: BufferFile) -> None:
     config_topic = topic(S, Kind.CONFIG)
-    publish(broker.port, [(config_topic, {"rev": "r1", "occupancy_interval_s": 1, "charger_interval_s": 3600,
+    publish(broker.port, [(config_topic, {"rev": "r1", "generation": 1, "occupancy_interval_s": 1, "charger_interval_s": 3600,
                                           "temperature_interval_s": 3600, "status_interval_s": 2})], retain=True)
     status = collect(topic(S, Kind.STATUS))
     data = collect(topic(S, Kind.OCCUPANCY))
@@ -118,7 +118,7 @@ async def test_agent_refuses_a_bad_config_and_keeps_the_old_one(
     async with agent:
         await until(lambda: any(s.get("config_rev") == "r1" for s in statuses(status)), what="config r1 reported")
         await until(lambda: len(readings(data)) >= 3, what="occupancy every second, as config r1 says")
-        publish(broker.port, [(config_topic, {"rev": "r2", "occupancy_interval_s": 0})], retain=True)
+        publish(broker.port, [(config_topic, {"rev": "r2", "generation": 2, "occupancy_interval_s": 0})], retain=True)
         refused = await until(lambda: [s for s in statuses(status) if s.get("error")], what="the refusal reported")
         assert refused[-1]["config_rev"] == "r1"
         assert "occupancy_interval_s" in refused[-1]["error"]
@@ -126,7 +126,7 @@ async def test_agent_refuses_a_bad_config_and_keeps_the_old_one(
         assert agent.config.occupancy_interval_s == 1
         publish(broker.port, [(config_topic, b"{not json")], retain=True)
         await until(lambda: "json" in (statuses(status)[-1].get("error") or "").lower(), what="bad JSON refused")
-        publish(broker.port, [(config_topic, {"rev": "r3", "status_interval_s": 1})], retain=True)
+        publish(broker.port, [(config_topic, {"rev": "r3", "generation": 3, "status_interval_s": 1})], retain=True)
         await until(lambda: statuses(status)[-1].get("config_rev") == "r3" and "error" not in statuses(status)[-1],
                     what="config r3 applied, the error cleared")
     saved = buffer_file.buffer(station=S).config()

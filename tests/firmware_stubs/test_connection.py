@@ -3,19 +3,19 @@ last will against the real one."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
-from typing import Any
-
-import pytest
-
-from firmware_stubs.agent import WILL, Agent
-from firmware_stubs.buffer import BufferFile
-from firmware_stubs.drivers import StubValues, stub_drivers
-from telemetry.backoff import Backoff
+from firmware_stubs.agent import WILL
 from telemetry.contract import Kind, topic
-from telemetry.registry import Station
-from tests.firmware_stubs.conftest import FAST, AgentFactory, CollectorFactory, S, statuses
+from tests.firmware_stubs.conftest import (
+    REFUSE,
+    SERVE,
+    AgentFactory,
+    CollectorFactory,
+    S,
+    ScriptedAgent,
+    fast_backoff,
+    reading_ts,
+    statuses,
+)
 from tests.firmware_stubs.scripted_broker import (
     CONNECT,
     PINGREQ,
@@ -25,50 +25,9 @@ from tests.firmware_stubs.scripted_broker import (
     Expect,
     Reply,
     ScriptedBroker,
-    Serve,
-    Session,
     connack,
 )
 from tests.rig import until
-
-REFUSE = (Expect(CONNECT), Reply(connack(5)))  # 5: not authorized
-SERVE = (Expect(CONNECT), Reply(connack()), Serve())
-
-ScriptedAgent = Callable[..., Agent]
-
-
-def fast_backoff() -> Backoff:
-    return Backoff(initial=0.05, cap=0.4, jitter=0.5, healthy_after=0.5)
-
-
-@pytest.fixture
-async def scripted_agent(station: Station, buffer_file: BufferFile) -> AsyncIterator[ScriptedAgent]:
-    """Start agents of station S against a scripted broker's port; power cut after the test."""
-    made: list[Agent] = []
-
-    def start(broker: ScriptedBroker, **kwargs: Any) -> Agent:
-        settings: dict[str, Any] = {"config": FAST, "flush_timeout": 0, "backoff": fast_backoff(), **kwargs}
-        agent = Agent(station=station, drivers=stub_drivers(station, StubValues()),
-                      buffer=buffer_file.buffer(station=station.id), host="127.0.0.1", port=broker.port, **settings)
-        agent.start()
-        made.append(agent)
-        return agent
-
-    yield start
-    for agent in made:
-        await agent.close(graceful=False)
-
-
-def reading_ts(session: Session) -> list[int]:
-    """The ts of every reading the client published in ``session`` (batches flattened)."""
-    out: list[int] = []
-    for p in session.of(PUBLISH):
-        n = int.from_bytes(p.body[:2])
-        name = p.body[2:2 + n].decode()
-        if name.endswith(("/occupancy", "/charger", "/temperature")):
-            doc = json.loads(p.body[2 + n + (2 if p.flags & 0x06 else 0):])
-            out.extend(r["ts"] for r in (doc if isinstance(doc, list) else [doc]))
-    return out
 
 
 async def test_connection_refused_connack_retried_with_backoff_growing_and_nothing_sent(

@@ -45,7 +45,7 @@ def test_agent_process_killed_and_restarted_continues_seq_and_sends_the_unsent(
         tmp_path: Path, broker: Mosquitto, influxd: Influxd, db: str, start_ingest: IngestFactory,
         agent_process: AgentProcess, collect: CollectorFactory) -> None:
     start_ingest()
-    publish(broker.port, [(topic(S, Kind.CONFIG), {"rev": "fast", "occupancy_interval_s": 1, "charger_interval_s": 1,
+    publish(broker.port, [(topic(S, Kind.CONFIG), {"rev": "fast", "generation": 1, "occupancy_interval_s": 1, "charger_interval_s": 1,
                                                    "temperature_interval_s": 1, "status_interval_s": 1})], retain=True)
     first = agent_process()
     wait_for(lambda: len(influx_seqs(influxd, db, S)) >= 5, what="the first agent's readings in InfluxDB")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.mqtt import MqttLink
+from gateway.mqtt import MqttCluster, Node
 from telemetry.backoff import Backoff
 from telemetry.contract import Kind, topic
 from tests.mqtt import publish
@@ -18,7 +18,9 @@ async def test_mqtt_link_reconnects_after_broker_restarts_and_a_session_resets_i
     broker = Mosquitto(tmp_path).start()
     got: list[tuple[str, bytes]] = []
     backoff = Backoff(initial=1.0, cap=1.0, jitter=0, healthy_after=0)
-    link = MqttLink(host="127.0.0.1", port=broker.port, on_message=lambda t, b: got.append((t, b)), backoff=backoff)
+    link = MqttCluster(nodes=[Node("127.0.0.1", broker.port)], stations=["PL-KT-001"],
+                       on_live=lambda t, b: got.append((t, b)), on_config=lambda _s, _c: None,
+                       backoff=lambda: backoff)
     running = asyncio.create_task(link.run(), name="link")
     try:
         await until(link.connected.is_set, what="connected")

@@ -8,15 +8,13 @@ It reaches what a real broker cannot be made to do: refuse, grant QoS 0, send Qo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from ingest.session import packet
+from tests.ingest.scripted_server import ScriptedServer
 
 CONNECT, PUBLISH, PUBACK, SUBSCRIBE, PINGREQ, DISCONNECT = 1, 3, 4, 8, 12, 14
 TOPIC = "stations/v1/PL-KT-001/occupancy"
@@ -126,49 +124,8 @@ async def handshake(conn: Conn, *, present: bool = False, granted: int = 1) -> N
     conn.send(suback(sub.packet_id, granted))
 
 
-class ScriptedBroker:
+class ScriptedBroker(ScriptedServer[Conn]):
     """``async with ScriptedBroker(script) as broker``: listening on ``broker.port``; ``broker.conns`` in order."""
 
-    def __init__(self, script: Script) -> None:
-        self._script = script
-        self.conns: list[Conn] = []
-        self._tasks: list[asyncio.Task[None]] = []
-        self._server: asyncio.Server | None = None
-        self._connected = asyncio.Event()
-        self.port = 0
-
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        assert self._server is not None
-        self._server.close()
-        for conn in self.conns:
-            conn.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await task
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Conn(reader, writer)
-        number = len(self.conns)
-        self.conns.append(conn)
-        self._connected.set()
-        self._tasks.append(asyncio.create_task(conn.read_all(), name=f"scripted-read-{number}"))
-        await self._script(conn, number)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-
-    async def connection(self, number: int, timeout: float = 10.0) -> Conn:
-        """The ``number``-th connection (from 0), once it is made."""
-        async with asyncio.timeout(timeout):
-            while len(self.conns) <= number:
-                self._connected.clear()
-                await self._connected.wait()
-        return self.conns[number]
+    def conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Conn:
+        return Conn(reader, writer)

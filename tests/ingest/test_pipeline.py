@@ -11,9 +11,9 @@ import pytest
 from ingest.exceptions import InfluxUnavailableError
 from ingest.metrics import Metrics
 from ingest.pipeline import Pipeline
+from ingest.source import DUP, OVERSIZE, RETAINED, AckToken, Message
 from ingest.spool import Spool
 from ingest.stats import Stats
-from ingest.subscriber import DUP, OVERSIZE, RETAINED, AckToken, Message
 from telemetry import registry
 from telemetry.codec import Decoder
 from telemetry.storage import Tier

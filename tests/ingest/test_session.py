@@ -9,14 +9,10 @@ import pytest
 
 from ingest.exceptions import ConnectRefusedError, SubscribeRefusedError
 from ingest.session import (
-    DUP,
-    OVERSIZE,
-    RETAINED,
     TRANSITIONS,
     Closed,
     Connected,
     Input,
-    Message,
     ProtocolErrorKind,
     Session,
     State,
@@ -25,6 +21,7 @@ from ingest.session import (
     packet,
     varint,
 )
+from ingest.source import DUP, OVERSIZE, RETAINED, Message
 from tests.ingest.scripted_broker import TOPIC, connack, suback
 from tests.rig import ROOT
 

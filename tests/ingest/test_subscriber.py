@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from ingest.session import DUP, OVERSIZE, RETAINED, Closed, Connected, Event, Message, ProtocolErrorKind
+from ingest.session import Closed, Connected, Event, ProtocolErrorKind
+from ingest.source import DUP, OVERSIZE, RETAINED, Message
 from ingest.subscriber import Subscriber
 from telemetry.backoff import Backoff
 from tests.ingest.scripted_broker import (

@@ -281,3 +281,34 @@ def test_rabbitmq_apply_adds_new_stations_and_deletes_removed_ones(secure: Secur
     returned = secure.session(B, node=2)
     sessions.append(returned)
     assert returned.accepted, "a station that returns logs in with its old password"
+
+
+
+def _drop(session: Session) -> None:
+    """Cut the connection without a DISCONNECT, as a station that loses power: the broker sends its will."""
+    sock = session.client.socket()
+    assert isinstance(sock, ssl.SSLSocket), sock
+    sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_rabbitmq_last_will_goes_out_on_the_stations_own_topic_only(secure: Secure,
+                                                                    sessions: list[Session]) -> None:
+    """A will on another station's topic is accepted at CONNECT and never published."""
+    gateway = secure.session("gateway", node=2)
+    sessions.append(gateway)
+    assert gateway.subscribe("stations/v1/+/status") == 1
+    forged = Session(secure.cluster.nodes[0].mqtts_port, A, secure.passwords[A], tls=secure.context,
+                     will=f"stations/v1/{B}/status", client_id=f"station-{A}-forger")
+    own = Session(secure.cluster.nodes[1].mqtts_port, A, secure.passwords[A], tls=secure.context,
+                  will=f"stations/v1/{A}/status", client_id=f"station-{A}")
+    sessions += [forged, own]
+    assert forged.accepted
+    assert own.accepted
+    _drop(forged)
+    _drop(own)
+    wait_for(lambda: gateway.messages, timeout=15, what="the station's own last will at the gateway")
+    marker = _marker()
+    sessions.append(secure.session(A, node=2))
+    sessions[-1].publish([(f"stations/v1/{A}/status", marker)])
+    wait_for(lambda: marker in [m.payload for m in gateway.messages], timeout=15, what="the marker status")
+    assert [m.topic for m in gateway.messages] == [f"stations/v1/{A}/status"] * 2, "a forged will went out"

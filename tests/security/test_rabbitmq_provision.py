@@ -170,3 +170,18 @@ def test_rabbitmq_provision_command_writes_definitions_and_prints_no_password(tm
     assert doc["vhosts"] == [{"name": "v1"}]
     assert [q["name"] for q in doc["queues"]] == ["q.ingest"]
     assert not (out / "passwd").exists(), "the Mosquitto files are another --broker"
+
+
+def test_rabbitmq_apply_reports_a_failing_rabbitmqctl_and_exits(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "STATIONS_FILE": str(registry.DEFAULT_FILE)}
+    cmd = [sys.executable, "-m", "gateway", "provision", "--broker", "rabbitmq", "--out", str(tmp_path),
+           "--apply", "rabbit@nowhere", "--rabbitmqctl", "false"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert "gateway: false -n rabbit@nowhere import_definitions" in proc.stderr
+    assert "exited 1" in proc.stderr
+    assert (tmp_path / "definitions.json").is_file(), "written before the import was tried"
+    missing = subprocess.run([*cmd[:-1], str(tmp_path / "no-such-ctl")], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert missing.returncode == 1
+    assert "No such file or directory" in missing.stderr

@@ -102,8 +102,9 @@ def test_codec_config_topic_is_ignored_and_status_is_not_a_batch() -> None:
 
 
 def test_codec_agent_config_defaults() -> None:
-    assert AgentConfig().model_dump() == {"rev": "default", "occupancy_interval_s": 60, "charger_interval_s": 30,
-                                          "temperature_interval_s": 60, "status_interval_s": 60}
+    assert AgentConfig().model_dump() == {"rev": "default", "generation": 0, "occupancy_interval_s": 60,
+                                          "charger_interval_s": 30, "temperature_interval_s": 60,
+                                          "status_interval_s": 60}
 
 
 json_values = st.recursive(

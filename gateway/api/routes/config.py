@@ -14,7 +14,7 @@ from gateway.api.deps import Operator, ServicesDep, StationDep, Viewer
 from gateway.api.models import ConfigResult
 from gateway.api.problems import Problem
 from gateway.services import Services
-from telemetry.contract import AgentConfig, Kind, topic
+from telemetry.contract import AgentConfig
 from telemetry.registry import Station
 
 router = APIRouter(prefix="/v1/stations", tags=["config"], responses=problems.responses(401, 403, 404, 409, 422, 503))
@@ -24,8 +24,12 @@ def _with_rev(config: AgentConfig) -> AgentConfig:
     """A config without its own ``rev`` gets one derived from its content, so acknowledgement is checkable."""
     if config.rev != "default":
         return config
-    body = config.model_dump_json(exclude={"rev"}).encode()
+    body = config.model_dump_json(exclude={"rev", "generation"}).encode()
     return config.model_copy(update={"rev": "r-" + hashlib.sha256(body).hexdigest()[:12]})
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _result(services: Services, station: Station, config: AgentConfig) -> ConfigResult:
@@ -43,8 +47,8 @@ async def put_config(services: ServicesDep, _: Operator, station: StationDep, co
     if not station.reports:
         raise Problem(409, f"{station.id} is a {station.kind.value} station: it has no device to configure")
     config = _with_rev(config)
-    await services.mqtt.publish(topic(station.id, Kind.CONFIG), config.model_dump_json().encode(), retain=True)
-    services.live.get(station.id).desired_config = config
+    config = config.model_copy(update={"generation": services.mqtt.configs.next_generation(station.id, now_ms())})
+    await services.mqtt.publish_config(station.id, config)
     deadline = time.monotonic() + wait
     result = _result(services, station, config)
     while not result.acknowledged and time.monotonic() < deadline:
