@@ -15,11 +15,12 @@
    ``--fill-rollups`` then copies the rebuilt hours over the rest of the longest range, shifted by
    whole multiples of their span (:func:`fill_rollups`): for timing the rollup dashboards where
    the machine had no time to rebuild it all (a query costs what its points and series cost).
-3. **Time** every panel query and alert query of every committed dashboard (built from the case's
-   registry) at each of ``--ranges`` days ending at the data's end, interpolated as Grafana does
-   (``tests/dashboards/grafana.py``: ``$timeFilter``, ``$__interval``, variables as "All" or the
-   first value), each over HTTP with ``--timeout`` seconds (a query still running then is killed
-   in influxd and shown as ``> T``). A panel's figure is the sum of its queries. The figures are
+3. **Time** every panel query of every committed dashboard (built from the case's registry) at each
+   of ``--ranges`` days ending at the data's end (and at the panel's own relative time, ``timeFrom``,
+   where it has one), and every alert rule's query over its own range (``relativeTimeRange``),
+   interpolated as Grafana does (``tests/dashboards/grafana.py``: ``$timeFilter``, ``$__interval``,
+   variables as "All" or the first value), each over HTTP with ``--timeout`` seconds (a query still
+   running then is killed in influxd and shown as ``> T``). A panel's figure is the sum of its queries. The figures are
    kept in ``DIR/timings-LABEL.json``, so a run on the raw dashboards (``--label before``) and
    one on the rollup dashboards (``--label after``, after ``--rebuild``) give one table.
 4. **Storage**: bytes on disk of the raw tier and of the rollups (TSM and WAL), per station per year.
@@ -57,7 +58,7 @@ from ingest.retention import ensure
 from simulator.synthetic import make_registry
 from telemetry import registry
 from telemetry.storage import HOUR_MS, ROLLUPS, STATION_1H, Tier, qualified
-from tests.dashboards.grafana import TimeRange, VariableValue, interpolate, interval_ms
+from tests.dashboards.grafana import TimeRange, VariableValue, interpolate, interval_ms, panel_range
 from tests.rig import ROOT, Influxd, child_env
 
 DB = "yizhan"
@@ -275,32 +276,47 @@ def time_queries(store: Store, texts: tuple[str, ...], window: TimeRange, min_in
 
 def time_all(store: Store, stations: registry.Registry, case: Case, ranges: list[int], *, timeout: float,
              skip_over: int | None) -> list[Timed]:
-    """Every panel and alert rule over each range, timed."""
+    """Every panel over each range (the range replacing a panel's own, as the worst case) and, for a
+    panel with a relative time of its own (``timeFrom``), over that as Grafana runs it; every alert
+    rule over its own range."""
     out = []
     for dashboard in provisioning.dashboards(stations).values():
         chosen = variables(store, dashboard)
         for panel in (p for row in dashboard.rows for p in row.panels):
             texts = tuple(q.text for q in panel.queries)
-            for days in ranges:
-                window = TimeRange(case.end_ms - days * DAY_MS, case.end_ms)
+            for days in ([OWN_RANGE] if panel.time_from else []) + ranges:
+                window = (panel_range(dashboard.to_json(), {"timeFrom": panel.time_from}, case.end_ms)
+                          if days == OWN_RANGE else TimeRange(case.end_ms - days * DAY_MS, case.end_ms))
                 seconds, rows = (None, 0) if skip_over is not None and days > skip_over else time_queries(
                     store, texts, window, panel.interval or datasource.MIN_INTERVAL, chosen, timeout)
                 out.append(Timed(dashboard.uid, panel.title or "", panel.time_from or "", days,
                                  None if seconds is None else round(seconds, 3), len(texts), rows))
                 _progress(f"{dashboard.uid}: {panel.title} {days} d: {seconds} s, {rows} rows")
+    out += time_alerts(store, case, timeout=timeout)
+    return out
+
+
+OWN_RANGE: Final = 0
+"""``Timed.days`` of a figure over the panel's or alert rule's own range, as Grafana runs it."""
+
+
+def time_alerts(store: Store, case: Case, *, timeout: float) -> list[Timed]:
+    """Every alert rule over its own ``relativeTimeRange`` (``window_s``) ending at the data's end, at
+    the 1 s interval the rule's query model sets (``intervalMs``)."""
+    out = []
     for rule in alerts.RULES:
-        for days in ranges:
-            window = TimeRange(case.end_ms - days * DAY_MS, case.end_ms)
-            seconds, rows = store.query(interpolate(rule.query.text, window, 1000, {}), timeout)
-            out.append(Timed("alert", rule.title, f"{rule.window_s}s", days,
-                             None if seconds is None else round(seconds, 3), 1, rows))
+        window = TimeRange(case.end_ms - rule.window_s * 1000, case.end_ms)
+        seconds, rows = store.query(interpolate(rule.query.text, window, 1000, {}), timeout)
+        out.append(Timed("alert", rule.title, f"{rule.window_s}s", OWN_RANGE,
+                         None if seconds is None else round(seconds, 3), 1, rows))
+        _progress(f"alert: {rule.title} over {rule.window_s} s: {seconds} s, {rows} rows")
     return out
 
 
 # --- rebuild and storage -------------------------------------------------------------------------------
 
 def rebuild(store: Store, case: Case, directory: Path, *, days: int | None = None,
-            chunk_hours: int = 24) -> dict[str, object]:
+            chunk_hours: int = 24, workers: int = 1, concurrency: int = 2) -> dict[str, object]:
     """``python -m ingest rollup`` over the case's range (its last ``days``): wall and CPU seconds of it and influxd."""
     influxd = store.influxd
     env = {"INFLUX_URL": influxd.url, "INFLUX_DB": store.db, "LOG_LEVEL": "INFO",
@@ -314,13 +330,15 @@ def rebuild(store: Store, case: Case, directory: Path, *, days: int | None = Non
     started = time.monotonic()
     with (directory / "rebuild.log").open("ab") as log:
         done = subprocess.run([sys.executable, "-m", "ingest", "rollup", "--since", since, "--until", until,
-                               "--chunk-hours", str(chunk_hours)],
+                               "--chunk-hours", str(chunk_hours), "--workers", str(workers),
+                               "--concurrency", str(concurrency), "--restart"],
                               cwd=ROOT, env=child_env(env), stdout=log, stderr=log, check=False)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"the rebuild exited {done.returncode}: {(directory / 'rebuild.log').read_text()[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"seconds": round(seconds, 1), "since": since, "until": until, "chunk_hours": chunk_hours,
+            "workers": workers, "concurrency": concurrency,
             "rebuild_cpu_s": round(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime, 1),
             "influxd_cpu_s": round(_cpu(influxd) - influx_cpu, 1)}
 
@@ -415,7 +433,8 @@ def table(directory: Path) -> str:
     keys = list(dict.fromkeys(k for timings in runs.values() for k in timings))
     panels = list(dict.fromkeys(k[:2] for k in keys))
     columns = [(days, label) for days in dict.fromkeys(k[2] for k in keys) for label in runs]
-    lines = ["| dashboard | panel | own range | " + " | ".join(f"{d} d {x} (s)" for d, x in columns) + " |",
+    lines = ["| dashboard | panel | own range | " + " | ".join(
+        f"{'own range' if d == OWN_RANGE else f'{d} d'} {x} (s)" for d, x in columns) + " |",
              "| --- | --- | --- | " + " | ".join("---:" for _ in columns) + " |"]
     for panel in panels:
         own = next(r[k]["own_range"] for r in runs.values() for k in r if k[:2] == panel)
@@ -449,6 +468,8 @@ def main() -> None:
                         help="copy the rebuilt rollups over the rest of the longest range (for timing: fill_rollups)")
     parser.add_argument("--chunk-hours", type=int, default=24, help="the rebuild's --chunk-hours")
     parser.add_argument("--rebuild-days", type=int, default=None, help="rebuild only the last N days of the range")
+    parser.add_argument("--workers", type=int, default=1, help="the rebuild's --workers")
+    parser.add_argument("--concurrency", type=int, default=2, help="the rebuild's --concurrency")
     args = parser.parse_args()
     run(args)
 
@@ -474,7 +495,8 @@ def run(args: argparse.Namespace) -> None:
             marker.write_text(json.dumps(asdict(case)))
         report["case"] = asdict(case)
         if args.rebuild:
-            report["rebuild"] = rebuild(store, case, directory, days=args.rebuild_days, chunk_hours=args.chunk_hours)
+            report["rebuild"] = rebuild(store, case, directory, days=args.rebuild_days, chunk_hours=args.chunk_hours,
+                                        workers=args.workers, concurrency=args.concurrency)
         ranges = [int(x) for x in args.ranges.split(",")]
         if args.fill_rollups:
             report["fill"] = fill_rollups(store, (case.end_ms - max(ranges) * DAY_MS, case.end_ms), args.connections)

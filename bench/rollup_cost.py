@@ -1,6 +1,7 @@
 """What the hourly rollups cost: keeping them current (ingest CPU per reading) and rebuilding them.
 
     .venv/bin/python -m bench.rollup_cost [--stations 45] [--days 30] [--concurrency 2] [--keep-stations 500]
+        [--workers 1,2] [--no-compare] [--no-keep]
 
 Writes ``--days`` of the registry's first ``--stations`` reporting stations at the agents' real
 rates (occupancy every 60 s and on change, each charger every 30 s, each sensor every 60 s) as line
@@ -11,7 +12,8 @@ protocol into a fresh ``influxd`` (tests/rig.py), then measures:
    Python from the raw columns read back as MessagePack): wall time, points, influxd's CPU and this
    process's, and that time scaled to a year (the work is per raw point: the queries scan each
    point a fixed number of times), against the target of 10 minutes for a year of 45 stations
-   (``--no-compare``: the second only);
+   (``--no-compare``: the second only), the second once per number of worker processes in
+   ``--workers`` (``1,2``: in this process, then in two; their CPU counted with this process's);
 2. **keeping current**: at 10,000 readings/s (about 80,000 stations at these rates) the keeper
    recomputes each closed hour of 500 stations at a time (its ``max_pairs``). So a second influxd
    gets three hours of ``--keep-stations`` (500) stations, and the keeper (``ingest.keeper.Keeper``)
@@ -30,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
+import resource
 import tempfile
 import time
 import timeit
@@ -39,6 +43,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bench import hot_path
+from ingest import cli
+from ingest.config import Settings
 from ingest.influxql import InfluxQL
 from ingest.journal import Journal
 from ingest.keeper import Keeper
@@ -159,18 +165,28 @@ async def keep_current(tmp: Path, n_stations: int) -> dict[str, float]:
             "us_per_reading": cpu / in_hour * 1e6, "influxd_us_per_reading": db_cpu / in_hour * 1e6}
 
 
+def _own_cpu() -> float:
+    """This process's CPU and that of its children that have ended (the rebuild's worker processes)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 async def rebuild_once(influxd: Influxd, db: str, start: int, days: int, concurrency: int, points: int,
-                       n_stations: int, *, columns: bool) -> None:
-    """One rebuild of the whole range: wall time, this process's and influxd's CPU, a year projected."""
-    cpu0, db0 = time.process_time(), influxd_cpu(influxd)
+                       n_stations: int, *, columns: bool, workers: int = 1) -> None:
+    """One rebuild of the whole range: wall time, this process's (and its workers') and influxd's CPU, a
+    year projected."""
+    cpu0, db0 = _own_cpu(), influxd_cpu(influxd)
+    settings = Settings(influx_url=influxd.url, influx_db=db)
     async with InfluxQL(url=influxd.url, database=db) as ql, \
             InfluxV1Writer(url=influxd.url, database=db, timeout=300) as writer:
         summary = await rebuild(ql=ql, writer=writer, database=db, since_ms=start, until_ms=start + days * DAY_MS,
-                                concurrency=concurrency, columns=columns)
-    cpu, db_cpu = time.process_time() - cpu0, influxd_cpu(influxd) - db0
+                                concurrency=concurrency, columns=columns, workers=workers,
+                                clients=functools.partial(cli.clients, settings))
+    cpu, db_cpu = _own_cpu() - cpu0, influxd_cpu(influxd) - db0
     scale = 365 / days * 45 / n_stations
     year, year_cpu = summary.seconds * scale, (cpu + db_cpu) * scale
     way = "minutes and steps in Python (msgpack columns)" if columns else "all in InfluxDB (as the keeper)"
+    way += f", {workers} worker processes" if workers > 1 else ""
     print(f"rebuild, {way}: {summary.hours} hours, {summary.points:,} rollup points in {summary.seconds:.1f} s "
           f"({points / summary.seconds:,.0f} raw points/s, concurrency {concurrency}); CPU: influxd {db_cpu:.1f} s "
           f"({db_cpu / points * 1e6:.2f} µs a point), rebuild process {cpu:.1f} s ({cpu / points * 1e6:.2f} µs a "
@@ -179,7 +195,7 @@ async def rebuild_once(influxd: Influxd, db: str, start: int, days: int, concurr
 
 
 async def measure(n_stations: int, days: int, concurrency: int, keep_stations: int, ingest_us: float, *,
-                  compare: bool = True) -> None:
+                  compare: bool = True, workers: tuple[int, ...] = (1,), keep: bool = True) -> None:
     stations = list(registry.load().reporting)[:n_stations]
     start = hour_of(int(time.time() * 1000)) - (days + 1) * DAY_MS
     start -= start % DAY_MS
@@ -193,22 +209,28 @@ async def measure(n_stations: int, days: int, concurrency: int, keep_stations: i
             points = await write_data(influxd, db, stations, start, days)
             print(f"wrote {points:,} raw points ({n_stations} stations, {days} days) in {time.monotonic() - t0:.0f} s",
                   flush=True)
-            for columns in (False, True) if compare else (True,):
-                await rebuild_once(influxd, db, start, days, concurrency, points, n_stations, columns=columns)
+            if compare:
+                await rebuild_once(influxd, db, start, days, concurrency, points, n_stations, columns=False)
+            for n in workers:
+                await rebuild_once(influxd, db, start, days, max(concurrency, n), points, n_stations, columns=True,
+                                   workers=n)
         finally:
             influxd.stop()
-        keep = await keep_current(Path(tmp), keep_stations)
+        if not keep:
+            print(f"(load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+            return
+        kept = await keep_current(Path(tmp), keep_stations)
     hot = hot_path_us()
-    cost = keep["us_per_reading"] + hot
+    cost = kept["us_per_reading"] + hot
     gauge = await hot_path.measure(50_000, 1, 50, profile=False)
     ingest_now = ingest_us * gauge / HOT_PATH_QUIET_US
     print(f"load gauge: bench.hot_path {gauge:.1f} µs a single-reading message in this run "
           f"({HOT_PATH_QUIET_US} µs on a quiet machine)")
-    print(f"keeping current: one hour of {keep['stations']:.0f} stations ({keep['readings']:,.0f} readings) recomputed "
-          f"in {keep['wall_s']:.1f} s; ingest CPU {keep['us_per_reading']:.3f} µs per reading + hot path {hot:.3f} µs "
+    print(f"keeping current: one hour of {kept['stations']:.0f} stations ({kept['readings']:,.0f} readings) recomputed "
+          f"in {kept['wall_s']:.1f} s; ingest CPU {kept['us_per_reading']:.3f} µs per reading + hot path {hot:.3f} µs "
           f"= {cost / ingest_now:.1%} of ingest's CPU per reading in this run ({ingest_now:.1f} µs: {ingest_us} µs "
           f"scaled by bench.hot_path) (target < 5%); at 10,000 readings/s: {cost * 10_000 / 1e6:.2%} of a core; "
-          f"influxd CPU {keep['influxd_us_per_reading']:.2f} µs per reading", flush=True)
+          f"influxd CPU {kept['influxd_us_per_reading']:.2f} µs per reading", flush=True)
     print(f"(load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
@@ -220,9 +242,12 @@ def main() -> None:
     parser.add_argument("--keep-stations", type=int, default=500, help="stations of the keeper's hour")
     parser.add_argument("--ingest-us", type=float, default=8.8, help="ingest CPU per reading, µs (docs/scaling.md)")
     parser.add_argument("--no-compare", action="store_true", help="skip the rebuild all in InfluxDB")
+    parser.add_argument("--workers", default="1", help="rebuild once per number, comma-separated (e.g. 1,2)")
+    parser.add_argument("--no-keep", action="store_true", help="skip the keeper's figure")
     args = parser.parse_args()
     asyncio.run(measure(args.stations, args.days, args.concurrency, args.keep_stations, args.ingest_us,
-                        compare=not args.no_compare))
+                        compare=not args.no_compare, workers=tuple(int(n) for n in args.workers.split(",")),
+                        keep=not args.no_keep))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@
   ``ingest_stats``, and per station from ``ingest_station_lag``, where a persistently negative
   minimum lag is a clock running ahead and a large one while online a station whose readings come
   late.
-- One table, one row per station, that an operator sorts to find the stations to distrust today.
+- One table, one row per station, that an operator sorts to find the stations to distrust today:
+  its percentages are the rollups' closed hours of today plus the raw open hour
+  (:mod:`dashboards.rollups`), over the day's one-minute buckets so far (``_BUCKETS``), as the raw
+  points give them (a station registered without devices of a kind shows 0 % for it).
 
 Expected readings per minute are ``devices x 60 / interval``; stations are grouped by their number
 of chargers or sensors, one query per group, because InfluxQL has no per-series constants.
@@ -31,6 +34,7 @@ from dashboards.builder import (
     Query,
     Row,
     Step,
+    binary,
     lines,
     organize,
     override,
@@ -82,26 +86,52 @@ def _groups(registry: Registry, kind: Kind) -> dict[int, list[str]]:
     return dict(sorted(groups.items()))
 
 
-def _today(fields: str, inner: str) -> str:
-    # Not grouped by time, the outer query must not repeat $timeFilter (InfluxDB 1.6 returns nothing
-    # for that over a filled subquery).
-    return select(fields, sub(inner), conditions=None, group=tags("station", "district"))
-
-
-_MINUTES: Final = "time(1m), " + tags("station", "district")
+_STATION: Final = ("station", "district")
+_BUCKETS: Final = "(floor((${__to} - ${__from}) / 60000) + 1)"
+"""The range's one-minute buckets, counted as ``GROUP BY time(1m)`` counts them over a range that starts
+on a minute (today's starts at midnight) and ends at ``${__to}`` included."""
 _HOURS: Final = 'time($__interval), "station"'
 _MINUTES_PER_INTERVAL: Final = "($__interval_ms / 60000)"
 OCCUPANCY_SHARE: Final = min(1.0, 60 / DEFAULTS.occupancy_interval_s)
 """Share of minutes with an occupancy reading when healthy."""
 
 
-def occupancy_query() -> Query:
-    """Today, per station: share of minutes with an occupancy reading (count/count is 1 for such a
-    minute, fill(0) 0 otherwise)."""
-    inner = select('count("seq") / count("seq") AS "ok"', m("occupancy"), conditions=where(TIME, IN_DISTRICT),
-                   group=_MINUTES, fill="0")
-    return Query(_today(f'100 * mean("ok") / {OCCUPANCY_SHARE:g} AS "{OCCUPANCY_COLUMN}"', inner),
-                 columns=("station", "district", OCCUPANCY_COLUMN), table=True)
+def _today(column: str, expected_per_minute: float, closed: tuple[str, str], raw: tuple[str, str],
+           *conditions: str, raw_filtered: bool = False) -> tuple[Query, Query]:
+    """A percentage of what was expected over the range, per station: ``closed`` = (rollup field summed,
+    rollup measurement) over the closed hours, ``raw`` = (aggregate, raw measurement) in the open hour
+    (as ``<column>_open``, ``conditions`` applied unless ``raw_filtered``: a subquery that applied them);
+    both over the same expected total, so the panel adds them."""
+    expected = f"({expected_per_minute:g} * {_BUCKETS})"
+    field, rollup = closed
+    aggregate, measurement = raw
+    closed_text = rollups.closed(f'100 * sum("{field}") / {expected} AS "{column}"', rollup, *conditions,
+                                 group=tags(*_STATION))
+    open_name = column + rollups.OPEN_SUFFIX
+    open_text = rollups.newest_hour(f'100 * {aggregate} / {expected} AS "{open_name}"', measurement,
+                                    *(() if raw_filtered else conditions), per=_STATION)
+    return (Query(closed_text, columns=(*_STATION, column), table=True),
+            Query(open_text, columns=(*_STATION, open_name), table=True))
+
+
+def occupancy_query() -> tuple[Query, Query]:
+    """The range (today), per station: the share of its minutes with an occupancy reading, from the
+    rollups' ``minutes`` of closed hours and the open hour's non-empty minutes."""
+    minutes = select('count("seq") AS "c"', m("occupancy"), conditions=where(rollups.WINDOW, IN_DISTRICT),
+                     group=f"time(1m), {tags(*_STATION)}")
+    return _today(OCCUPANCY_COLUMN, OCCUPANCY_SHARE, ("minutes", OCCUPANCY_1H), ('count("c")', sub(minutes)),
+                  IN_DISTRICT, raw_filtered=True)
+
+
+def device_queries(registry: Registry, kind: Kind) -> tuple[Query, ...]:
+    """The range (today), per station: readings received over expected (devices x 60 / interval a
+    minute), from the rollups' ``readings`` of closed hours and the open hour's raw count; a pair of
+    queries per group of stations with as many devices."""
+    out: list[Query] = []
+    for devices, ids in _groups(registry, kind).items():
+        out += _today(kind.column, devices * 60 / kind.interval_s, ("readings", kind.rollup),
+                      ('count("seq")', m(kind.measurement)), IN_DISTRICT, f'"station" =~ {one_of(ids)}')
+    return tuple(out)
 
 
 def occupancy_hours() -> Query:
@@ -111,18 +141,6 @@ def occupancy_hours() -> Query:
     share = f'100 * sum("minutes") / ({OCCUPANCY_SHARE:g} * {_MINUTES_PER_INTERVAL}) AS "{OCCUPANCY_COLUMN}"'
     text = rollups.closed(share, OCCUPANCY_1H, IN_DISTRICT, group=_HOURS, fill="0")
     return Query(text, columns=(OCCUPANCY_COLUMN,), alias="$tag_station")
-
-
-def device_queries(registry: Registry, kind: Kind) -> tuple[Query, ...]:
-    """Today, per station: readings per minute over expected per minute (devices x 60 / interval), one
-    query per group."""
-    out = []
-    for devices, ids in _groups(registry, kind).items():
-        inner = select('count("seq") AS "n"', m(kind.measurement),
-                       conditions=where(TIME, IN_DISTRICT, f'"station" =~ {one_of(ids)}'), group=_MINUTES, fill="0")
-        fields = f'100 * mean("n") / {devices * 60 / kind.interval_s:g} AS "{kind.column}"'
-        out.append(Query(_today(fields, inner), columns=("station", "district", kind.column), table=True))
-    return tuple(out)
 
 
 def device_hours(registry: Registry, kind: Kind) -> tuple[Query, ...]:
@@ -165,14 +183,16 @@ LAG_QUERY = Query(
            monitor("ingest_station_lag"), conditions=where(TIME, IN_DISTRICT), group=tags("station", "district")),
     columns=("station", "district", "lag_p50_ms", "lag_max_ms", "lag_min_ms"), table=True)
 
+PERCENTAGES: Final = (OCCUPANCY_COLUMN, CHARGERS.column, TEMPERATURE.column)
+_PARTS: Final = tuple(f"{c}{suffix} (sum)" for c in PERCENTAGES for suffix in ("", rollups.OPEN_SUFFIX))
 _AGGREGATES: Final[dict[str, tuple[str, ...]]] = {
-    OCCUPANCY_COLUMN: ("max",), CHARGERS.column: ("max",), TEMPERATURE.column: ("max",),
+    **{c + suffix: ("sum",) for c in PERCENTAGES for suffix in ("", rollups.OPEN_SUFFIX)},
     "lag_p50_ms": ("max",), "lag_max_ms": ("max",), "lag_min_ms": ("min",),
 }
 TRUST_COLUMNS: Final = {
     "station": "驿站 station", "district": "区县 district",
-    f"{OCCUPANCY_COLUMN} (max)": "人数 occupancy %", f"{CHARGERS.column} (max)": "充电 chargers %",
-    f"{TEMPERATURE.column} (max)": "温度 temperature %", seqgaps.RECEIVED: "收到 received",
+    OCCUPANCY_COLUMN: "人数 occupancy %", CHARGERS.column: "充电 chargers %",
+    TEMPERATURE.column: "温度 temperature %", seqgaps.RECEIVED: "收到 received",
     seqgaps.GAPS: "序号缺口 open seq gaps", "lag_p50_ms (max)": "延迟中位 lag p50",
     "lag_max_ms (max)": "最大延迟 lag max", "lag_min_ms (min)": "最小延迟 lag min",
 }
@@ -180,7 +200,7 @@ TRUST_COLUMNS: Final = {
 
 
 def trust_table(registry: Registry) -> Panel:
-    queries = (occupancy_query(), *device_queries(registry, CHARGERS),
+    queries = (*occupancy_query(), *device_queries(registry, CHARGERS),
                *device_queries(registry, TEMPERATURE),
                *seqgaps.queries(IN_DISTRICT, ("station", "district")), LAG_QUERY)
     color_cells: dict[str, Any] = {"custom.cellOptions": {"type": "color-background"}}
@@ -198,7 +218,8 @@ def trust_table(registry: Registry) -> Panel:
     return Panel(
         "table", "今日可信度 Can today's numbers be trusted? One row per station", queries, 24, 14, time_from=TODAY,
         transformations=(*seqgaps.transformations(("station", "district"), _AGGREGATES),
-                         organize(exclude=(*seqgaps.PARTS, seqgaps.PRODUCED),
+                         *(binary(f"{c} (sum)", "+", f"{c}{rollups.OPEN_SUFFIX} (sum)", c) for c in PERCENTAGES),
+                         organize(exclude=(*seqgaps.PARTS, seqgaps.PRODUCED, *_PARTS),
                                   rename=TRUST_COLUMNS, order=tuple(TRUST_COLUMNS)),
                          sort_by("人数 occupancy %")),
         overrides=overrides, links=(station_link(),),

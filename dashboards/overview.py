@@ -200,10 +200,10 @@ def visits_queries(by: tuple[str, ...], *, per_day: bool, table: bool = True) ->
     the door counter (``docs/rollups.md``); :func:`dashboards.rollups.combine` adds them."""
     group = f"{DAY}, {tags(*by)}" if per_day else tags(*by)
     closed = rollups.closed(f'sum("visits") AS "{VISITS_COLUMN}"', OCCUPANCY_1H, IN_DISTRICT, group=group)
-    open_hour = rollups.open_steps("entries", "occupancy", VISITS_COLUMN, IN_DISTRICT, per=("station", "district"),
-                                   by=by)
+    per = ("station", "district")
+    open_hour = rollups.open_steps("entries", "occupancy", VISITS_COLUMN, IN_DISTRICT, per=per)
     return (Query(closed, columns=(*by, VISITS_COLUMN), table=table),
-            Query(open_hour, columns=(*by, VISITS_COLUMN + rollups.OPEN_SUFFIX), table=table))
+            Query(open_hour, columns=(*per, VISITS_COLUMN + rollups.OPEN_SUFFIX), table=table))
 
 
 def _visits_stat(title: str, time_from: str, description: str) -> Panel:
@@ -238,7 +238,7 @@ def visits_row() -> Row:
                           per_month, x_unit="string",
                           description="Calendar months of Beijing time; this month so far."),
         _by_district_bars("每日人次 Visits per day, by district", "now-6d/d",
-                          rollups.per_day("district", VISITS_COLUMN), x_unit="time:MM-DD",
+                          rollups.per_day("district", VISITS_COLUMN), x_unit="string",
                           description="Entries counted by the stations' doors per day (Beijing time), the last 7 "
                                       "days."),
         Panel("bargauge", "本月人次 Visits this month, by district", visits_queries(("district",), per_day=False),
@@ -257,9 +257,10 @@ def visits_row() -> Row:
         Panel("table", "每日人次 Visits per station and day (selected range)",
               visits_queries(("station", "district"), per_day=True), 12, 10,
               unit="none", links=(station_link(),), options=table_options,
-              transformations=rollups.combine(("Time", "station", "district"), VISITS_COLUMN),
+              transformations=(rollups.days("YYYY-MM-DD"),
+                               *rollups.combine(("Time", "station", "district"), VISITS_COLUMN)),
               overrides=(override(VISITS_COLUMN, displayName="人次 visits"), override("Time", displayName="日 day",
-                                                                                     unit="time:YYYY-MM-DD")),
+                                                                                     unit="string")),
               description="One row per station and Beijing day in the dashboard's range (whole hours): export it "
                           "as CSV for a monthly report (pick the month in the time picker)."),
     ))

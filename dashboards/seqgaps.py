@@ -42,7 +42,7 @@ _ENDS: Final = 'min("seq") AS "first_seq", max("seq") + 1 AS "end_seq"'
 
 def _open_hour(measurement: str, name: str, condition: str, group: tuple[str, ...]) -> Query:
     hour = rollups.newest_hour(f'count("seq") AS "{name}"', m(measurement), condition, per=group)
-    return Query(rollups.daily(f'sum("{name}") AS "{name}"', hour, group), columns=(*group, name), table=True)
+    return Query(hour, columns=(*group, name), table=True)
 
 
 def queries(condition: str, group: tuple[str, ...]) -> tuple[Query, ...]:

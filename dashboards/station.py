@@ -108,11 +108,11 @@ def charging_row() -> Row:
         "barchart", "每日用电 Energy per day, per charger", (
             Query(rollups.closed('sum("energy_wh") AS "energy_wh"', CHARGER_1H, IN_STATION, group=f'{DAY}, "charger"'),
                   columns=("charger", "energy_wh"), table=True),
-            Query(rollups.open_steps("energy_wh", "charger", "energy_wh", IN_STATION, per=("station", "charger"),
-                                     by=("charger",)), columns=("charger", "energy_wh_open"), table=True),
+            Query(rollups.open_steps("energy_wh", "charger", "energy_wh", IN_STATION, per=("station", "charger")),
+                  columns=("station", "charger", "energy_wh_open"), table=True),
         ), 12, 8, time_from="now-6d/d", unit="watth", decimals=1, options=bars(rollups.matrix_x("charger")),
         custom={"fillOpacity": 80, "lineWidth": 1}, transformations=rollups.per_day("charger", "energy_wh"),
-        overrides=(override(rollups.matrix_x("charger"), unit="time:MM-DD", displayName="日 day"),),
+        overrides=(override(rollups.matrix_x("charger"), unit="string", displayName="日 day"),),
         description="From each charger's cumulative meter, per day (Beijing time), the last 7 days: hourly "
                     "rollups and the open hour.")
     faults = Panel(

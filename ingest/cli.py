@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TextIO
 
@@ -15,7 +17,7 @@ from ingest.influxql import InfluxQL
 from ingest.rebuild import Progress, Summary, rebuild
 from ingest.retention import ensure
 from ingest.service import serve
-from ingest.writer import make_writer
+from ingest.writer import Writer, make_writer
 from telemetry import logs
 from telemetry.registry import RegistryError
 from telemetry.runner import run_until_signalled
@@ -51,7 +53,10 @@ def parser() -> argparse.ArgumentParser:
                    "hour)")
     r.add_argument("--stations", help="comma-separated station ids (default: all)")
     r.add_argument("--chunk-hours", type=int, default=24, help="hours computed at once (default 24)")
-    r.add_argument("--concurrency", type=int, default=2, help="chunks computed at the same time (default 2)")
+    r.add_argument("--concurrency", type=int, default=2, help="chunks computed at the same time (default 2; at "
+                   "least --workers)")
+    r.add_argument("--workers", type=int, default=1, help="worker processes computing chunks (default 1: this "
+                   "process); the counting of a chunk is single-threaded, so more cores take more at once")
     r.add_argument("--restart", action="store_true", help="ignore the checkpoint of an earlier run")
     return p
 
@@ -81,6 +86,17 @@ class _Bar:
         self.out.flush()
 
 
+@asynccontextmanager
+async def clients(settings: Settings) -> AsyncIterator[tuple[InfluxQL, Writer]]:
+    """The query client and writer of a rebuild's worker process."""
+    async with InfluxQL.from_settings(settings) as ql:
+        writer = make_writer(settings)
+        try:
+            yield ql, writer
+        finally:
+            await writer.aclose()
+
+
 async def _rollup(settings: Settings, args: argparse.Namespace) -> Summary:
     async with InfluxQL.from_settings(settings) as ql:
         writer = make_writer(settings)
@@ -93,7 +109,8 @@ async def _rollup(settings: Settings, args: argparse.Namespace) -> Summary:
             stations = frozenset(s.strip() for s in args.stations.split(",") if s.strip()) if args.stations else None
             return await rebuild(ql=ql, writer=writer, database=settings.influx_db, since_ms=args.since,
                                  until_ms=args.until, stations=stations, chunk_hours=args.chunk_hours,
-                                 concurrency=args.concurrency, checkpoint=checkpoint, on_progress=_Bar(sys.stderr))
+                                 concurrency=args.concurrency, checkpoint=checkpoint, on_progress=_Bar(sys.stderr),
+                                 workers=args.workers, clients=functools.partial(clients, settings))
         finally:
             await writer.aclose()
 
@@ -112,8 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = load_or_exit(Settings, "ingest")
     logs.setup(settings.log_format, settings.log_level)
     if args.command == "rollup":
-        if args.chunk_hours < 1 or args.concurrency < 1:
-            raise SystemExit("ingest rollup: --chunk-hours and --concurrency must be at least 1")
+        if min(args.chunk_hours, args.concurrency, args.workers) < 1:
+            raise SystemExit("ingest rollup: --chunk-hours, --concurrency and --workers must be at least 1")
         try:
             _print_summary(asyncio.run(_rollup(settings, args)))
         except KeyboardInterrupt:

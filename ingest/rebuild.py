@@ -2,10 +2,13 @@
 
 The range is cut in chunks of hours, computed a few at once (:func:`ingest.rollup.compute`, the
 minutes and counter steps counted here from the raw columns read back: half of InfluxDB's CPU of
-computing them there) and written to the ``rollup`` tier. Only closed hours: the range ends at the current hour at the
-latest. A checkpoint file records how far the chunks are done, without a gap, so an interrupted
-rebuild of the same range resumes there; it is removed once the range is done. Computing an
-hour again writes the same points (one point per series and hour), so a rebuild is idempotent.
+computing them there) and written to the ``rollup`` tier. With ``workers`` above 1 the chunks are
+computed and written by that many worker processes (each its own clients, from ``clients``), the
+counting spread over cores; this process hands them out and keeps the checkpoint. Only closed
+hours: the range ends at the current hour at the latest. A checkpoint file records how far the
+chunks are done, without a gap, so an interrupted rebuild of the same range resumes there (with
+any number of workers); it is removed once the range is done. Computing an hour again writes the
+same points (one point per series and hour), so a rebuild is idempotent.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +33,10 @@ from telemetry.storage import HOUR_MS, Tier, hour_of
 logger = logging.getLogger(__name__)
 
 WRITE_LINES = 5000
+
+Clients = Callable[[], AbstractAsyncContextManager[tuple[InfluxQL, Writer]]]
+"""Opens a query client and a writer for a worker process: picklable (a module-level function, or a
+``functools.partial`` of one), because each worker calls it in its own process."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -96,10 +106,28 @@ async def write_points(writer: Writer, lines: list[str]) -> None:
         await writer.write("\n".join(lines[at:at + WRITE_LINES]).encode(), Tier.ROLLUP)
 
 
+async def rebuild_window(ql: InfluxQL, writer: Writer, window: Window, *, columns: bool) -> int:
+    """Compute and write one window's rollups; the number of points."""
+    points = await compute(ql, window, columns=columns)
+    await write_points(writer, [p.line() for p in points])
+    return len(points)
+
+
+async def _with_clients(clients: Clients, window: Window, columns: bool) -> int:
+    async with clients() as (ql, writer):
+        return await rebuild_window(ql, writer, window, columns=columns)
+
+
+def _in_worker(clients: Clients, window: Window, columns: bool) -> int:
+    """A chunk in a worker process (its own event loop and clients)."""
+    return asyncio.run(_with_clients(clients, window, columns))
+
+
 async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int, until_ms: int | None = None,
                   stations: frozenset[str] | None = None, chunk_hours: int = 24, concurrency: int = 2,
                   checkpoint: Path | None = None, on_progress: Callable[[Progress], None] | None = None,
-                  columns: bool = True, clock: Callable[[], float] = time.time) -> Summary:
+                  columns: bool = True, workers: int = 1, clients: Clients | None = None,
+                  clock: Callable[[], float] = time.time) -> Summary:
     """Recompute and write the rollups of the closed hours in ``[since_ms, until_ms)``.
 
     Args:
@@ -113,7 +141,11 @@ async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int,
         on_progress: called after each chunk.
         columns: count the minutes and steps in this process from the raw columns read back
             (:func:`ingest.rollup.compute`); False: all in InfluxDB, as the keeper does.
+        workers, clients: above 1, the chunks go to that many worker processes, each opening its
+            clients with ``clients`` (required then); ``concurrency`` is raised to ``workers`` at least.
     """
+    if workers > 1 and clients is None:
+        raise ValueError("workers > 1 needs clients: each worker process opens its own")
     start = hour_of(since_ms)
     end = min(hour_of(until_ms) if until_ms is not None else hour_of(int(clock() * 1000)),
               hour_of(int(clock() * 1000)))
@@ -128,12 +160,14 @@ async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int,
     if resumed is not None and done_ms > start:
         logger.info("resuming at %d (%d of %d hours were done)", done_ms, (done_ms - start) // HOUR_MS,
                     (end - start) // HOUR_MS)
-    gate = asyncio.Semaphore(concurrency)
-    async with asyncio.TaskGroup() as tg:
-        for chunk in chunks:
-            await gate.acquire()
-            task = tg.create_task(state.chunk(ql, *chunk, start), name=f"rollup-rebuild-{chunk[0]}")
-            task.add_done_callback(lambda _: gate.release())
+    gate = asyncio.Semaphore(max(concurrency, workers))
+    with _pool(workers) as pool:
+        state.pool, state.clients = pool, clients
+        async with asyncio.TaskGroup() as tg:
+            for chunk in chunks:
+                await gate.acquire()
+                task = tg.create_task(state.chunk(ql, *chunk, start), name=f"rollup-rebuild-{chunk[0]}")
+                task.add_done_callback(lambda _: gate.release())
     mark.clear()
     return Summary(start, end, (end - start) // HOUR_MS, state.points, clock() - started, resumed)
 
@@ -148,11 +182,17 @@ class _Run:
         self.done_ms, self.finished, self.points = done_ms, set[tuple[int, int]](), 0
         self.hours_total, self.started, self.resumed, self.on_progress = hours_total, started, resumed, on_progress
         self.columns = columns
+        self.pool: Executor | None = None
+        self.clients: Clients | None = None
 
     async def chunk(self, ql: InfluxQL, start_ms: int, end_ms: int, range_start: int) -> None:
-        points = await compute(ql, Window(start_ms, end_ms, self.stations), columns=self.columns)
-        await write_points(self.writer, [p.line() for p in points])
-        self.points += len(points)
+        window = Window(start_ms, end_ms, self.stations)
+        if self.pool is None or self.clients is None:
+            points = await rebuild_window(ql, self.writer, window, columns=self.columns)
+        else:
+            loop = asyncio.get_running_loop()
+            points = await loop.run_in_executor(self.pool, _in_worker, self.clients, window, self.columns)
+        self.points += points  # after the await: chunks finish concurrently
         self.finished.add((start_ms, end_ms))
         while (next_chunk := next((c for c in self.finished if c[0] == self.done_ms), None)) is not None:
             self.finished.discard(next_chunk)
@@ -161,3 +201,17 @@ class _Run:
         if self.on_progress is not None:
             hours = (self.done_ms - range_start) // HOUR_MS + sum(e - s for s, e in self.finished) // HOUR_MS
             self.on_progress(Progress(hours, self.hours_total, self.points, self.started, self.resumed))
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[Executor | None]:
+    """No pool for one worker; else ``workers`` spawned processes, shut down on exit (a chunk still
+    running in one is waited for, those not started are cancelled)."""
+    if workers <= 1:
+        yield None
+        return
+    executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield executor
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)

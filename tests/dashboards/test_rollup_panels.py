@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from dashboards import rollups, seqgaps
+from dashboards import completeness, rollups, seqgaps
 from telemetry.storage import HOUR_MS, hour_of
 from tests.dashboards.conftest import SimulatedDay
 from tests.dashboards.grafana import Frame, TimeRange
-from tests.dashboards.panels import PanelRun, assignments, find, run_panel
+from tests.dashboards.panels import REGISTRY, PanelRun, assignments, find, run_panel
 from tests.rollup_reference import Step, points, steps
 
 DAY_MS = 24 * HOUR_MS
@@ -41,12 +41,13 @@ def _id(moment: int) -> str:
     return f"{(moment % HOUR_MS) // 1000}s into the hour" if moment != MOMENTS[-1] else "now"
 
 
-def beijing_day(ms: int) -> int:
-    return (ms + BEIJING_MS) // DAY_MS * DAY_MS - BEIJING_MS
-
-
 def beijing_month(ms: int) -> str:
     return time.strftime("%Y-%m", time.gmtime((ms + BEIJING_MS) / 1000))
+
+
+def beijing_date(ms: int, pattern: str = "%Y-%m-%d") -> str:
+    """A Beijing day as the per-day panels show it (formatTime: ``YYYY-MM-DD`` or ``MM-DD``)."""
+    return time.strftime(pattern, time.gmtime((ms + BEIJING_MS) / 1000))
 
 
 def _first_hour(window: TimeRange) -> int:
@@ -112,8 +113,8 @@ def test_visits_per_station_and_day_equal_the_raw_steps(simulated_day: Simulated
     (run,) = _run(simulated_day, "yizhan-overview", "每日人次 Visits per station and day (selected range)", moment)
     readings = _in(run.time_range, _visits(simulated_day, moment))
     got = _nonzero({(r["Time"], r["station"]): r["visits"] for r in _rows(run.frames())})
-    assert got == _sums(readings, lambda r: (beijing_day(r.time), r.series[STATION]))
-    assert len({d for d, _ in got}) == 2, "the simulated day spans two Beijing days"
+    assert got == _sums(readings, lambda r: (beijing_date(r.time), r.series[STATION]))
+    assert got, "the simulated day has visits"  # two days when the range's first day had any (not at night)
 
 
 @pytest.mark.parametrize("moment", MOMENTS, ids=_id)
@@ -121,7 +122,7 @@ def test_visits_per_day_by_district_equal_the_raw_steps(simulated_day: Simulated
     (run,) = _run(simulated_day, "yizhan-overview", "每日人次 Visits per day, by district", moment)
     readings = _in(run.time_range, _visits(simulated_day, moment))
     assert _matrix(run.frames(), rollups.matrix_x("district")) == _sums(
-        readings, lambda r: (beijing_day(r.time), r.series[DISTRICT]))
+        readings, lambda r: (beijing_date(r.time, "%m-%d"), r.series[DISTRICT]))
 
 
 @pytest.mark.parametrize("moment", MOMENTS, ids=_id)
@@ -147,7 +148,7 @@ def test_station_energy_per_day_equals_the_meters_raw_steps(simulated_day: Simul
     for run in runs:
         station = run.variable("station")
         readings = [r for r in _in(run.time_range, meters) if r.series[STATION] == station]
-        expected = _sums(readings, lambda r: (beijing_day(r.time), r.series[-1]))
+        expected = _sums(readings, lambda r: (beijing_date(r.time, "%m-%d"), r.series[-1]))
         assert _matrix(run.frames(), rollups.matrix_x("charger")) == pytest.approx(expected), station
     assert any(run.results[0].rows for run in runs)
 
@@ -177,3 +178,60 @@ def test_station_seq_gaps_on_rollups_equal_the_raw_seqs(simulated_day: Simulated
         (row,) = _rows(run.frames())
         assert (row[seqgaps.RECEIVED], row[seqgaps.GAPS]) == (len(seqs), max(seqs) - min(seqs) + 1 - len(seqs)), \
             station
+
+
+TRUST = "今日可信度 Can today's numbers be trusted? One row per station"
+
+
+def _raw_times(day: SimulatedDay, measurement: str, window: TimeRange) -> dict[str, list[int]]:
+    """Each station's raw reading times of ``measurement`` in ``window`` (its end included)."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for r in points(day.influxd, day.db, measurement, '"seq"', window.end_ms + 1):
+        if r["time"] >= window.start_ms:
+            out[r["station"]].append(r["time"])
+    return out
+
+
+@pytest.mark.parametrize("moment", MOMENTS, ids=_id)
+def test_trust_table_on_rollups_equals_the_raw_minutes_and_readings(simulated_day: SimulatedDay,
+                                                                    moment: int) -> None:
+    """Today's completeness per station, closed hours from the rollups and the open hour raw, equals
+    the raw figures: minutes with an occupancy reading, and charger and sensor readings, over the
+    day's one-minute buckets so far."""
+    (run,) = _run(simulated_day, "yizhan-completeness", TRUST, moment)
+    window = run.time_range
+    buckets = (window.end_ms - window.start_ms) // 60_000 + 1
+    stations = {s.id: s for s in REGISTRY.stations}
+    occupancy = {station: 100 * len({t // 60_000 for t in times}) / (completeness.OCCUPANCY_SHARE * buckets)
+                 for station, times in _raw_times(simulated_day, "occupancy", window).items()}
+    kinds = {}
+    for kind in (completeness.CHARGERS, completeness.TEMPERATURE):
+        kinds[kind.name] = {station: 100 * len(times) / (kind.devices(stations[station]) * 60 / kind.interval_s
+                                                          * buckets)
+                            for station, times in _raw_times(simulated_day, kind.measurement, window).items()}
+    rows = {r["驿站 station"]: r for r in _rows(run.frames())}
+    titles = completeness.TRUST_COLUMNS
+    assert {s: r[titles[completeness.OCCUPANCY_COLUMN]] for s, r in rows.items() if s in occupancy} == \
+        pytest.approx(occupancy)
+    for kind in (completeness.CHARGERS, completeness.TEMPERATURE):
+        assert {s: r[titles[kind.column]] for s, r in rows.items() if s in kinds[kind.name]} == \
+            pytest.approx(kinds[kind.name]), kind.name
+    assert occupancy, "the simulated day has occupancy readings today"
+
+
+@pytest.mark.parametrize("kind", [completeness.CHARGERS, completeness.TEMPERATURE], ids=lambda k: k.name)
+def test_completeness_device_hours_on_rollups_equal_the_raw_readings(simulated_day: SimulatedDay,
+                                                                     kind: completeness.Kind) -> None:
+    moment = MOMENTS[-1]
+    (run,) = _run(simulated_day, "yizhan-completeness", f"{kind.label}: readings received / expected (%)", moment)
+    stations = {s.id: s for s in REGISTRY.stations}
+    readings: dict[tuple[str, int], int] = defaultdict(int)
+    for station, times in _raw_times(simulated_day, kind.measurement, run.time_range).items():
+        for t in times:
+            if _first_hour(run.time_range) <= t and hour_of(t) < hour_of(moment):
+                readings[(station, hour_of(t))] += 1
+    got = {(name, t): v for f in run.frames() for name in f if name != "Time"
+           for t, v in zip(f["Time"], f[name], strict=True) if v}
+    assert got == pytest.approx({(s, h): 100 * n / (kind.devices(stations[s]) * 60 / kind.interval_s * 60)
+                                 for (s, h), n in readings.items()})
+    assert got, "the simulated day has readings of closed hours"

@@ -45,6 +45,6 @@ def test_cli_rollup_rebuilds_a_range_prints_a_summary_and_is_idempotent(influxd:
     assert "100% 6/6 hours" in first.stderr  # plain progress lines: stderr is not a terminal
     stored = ref.stored(influxd, db)
     ref.assert_equal(stored, ref.expected(influxd, db))
-    again = run("rollup", "--since", since, "--until", until, env=env)
+    again = run("rollup", "--since", since, "--until", until, "--workers", "2", env=env)  # the same, in processes
     assert again.returncode == 0, again.stderr
     assert ref.stored(influxd, db) == stored

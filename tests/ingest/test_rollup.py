@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ingest import cli
+from ingest.config import Settings
 from ingest.influxql import InfluxQL
-from ingest.rebuild import Progress, rebuild
+from ingest.rebuild import Clients, Progress, rebuild
 from ingest.retention import ensure
 from ingest.writer import InfluxV1Writer
 from telemetry.storage import HOUR_MS, Tier
@@ -94,23 +98,30 @@ async def test_rollup_rebuild_twice_writes_the_same_points(influxd: Influxd, db:
     assert ref.stored(influxd, db) == first
 
 
+async def cancel_after_two_hours(*, checkpoint: Path, **options: Any) -> None:
+    """Start a rebuild, cancel it (as Ctrl-C does) once its checkpoint says two hours are done (with
+    workers, later chunks can finish before earlier ones)."""
+    two_done = asyncio.Event()
+
+    def watch(_: Progress) -> None:
+        if json.loads(checkpoint.read_text())["done_ms"] >= T0 + 2 * HOUR_MS:
+            two_done.set()
+
+    task = asyncio.create_task(rebuild(on_progress=watch, checkpoint=checkpoint, **options))
+    await two_done.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_rollup_rebuild_resumes_from_its_checkpoint(influxd: Influxd, db: str, tmp_path: Path) -> None:
     """Cancelled (as Ctrl-C does) after two hours, it resumes where the checkpoint says and ends the same."""
     ql, writer = await setup_db(influxd, db)
     checkpoint = tmp_path / "rebuild.json"
-    two_done = asyncio.Event()
-
-    def watch(progress: Progress) -> None:
-        if progress.hours_done >= 2:
-            two_done.set()
-
     async with ql, writer:
-        task = asyncio.create_task(rebuild(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS,
-                                           chunk_hours=1, concurrency=1, checkpoint=checkpoint, on_progress=watch))
-        await two_done.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_after_two_hours(ql=ql, writer=writer, database=db, since_ms=T0,
+                                               until_ms=T0 + 6 * HOUR_MS, chunk_hours=1, concurrency=1,
+                                               checkpoint=checkpoint)
         done_ms = json.loads(checkpoint.read_text())["done_ms"]
         assert T0 + 2 * HOUR_MS <= done_ms < T0 + 6 * HOUR_MS
         summary = await rebuild(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS,
@@ -118,3 +129,42 @@ async def test_rollup_rebuild_resumes_from_its_checkpoint(influxd: Influxd, db: 
     assert summary.resumed_at_ms == done_ms
     assert not checkpoint.exists()
     ref.assert_equal(ref.stored(influxd, db), ref.expected(influxd, db))
+
+
+def _clients(influxd: Influxd, db: str) -> Clients:
+    return functools.partial(cli.clients, Settings(influx_url=influxd.url, influx_db=db))
+
+
+async def test_rollup_rebuild_with_workers_equals_the_definition(influxd: Influxd, db: str) -> None:
+    """Chunks computed and written by two worker processes give the points of one process."""
+    ql, writer = await setup_db(influxd, db)
+    async with ql, writer:
+        summary = await rebuild(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS,
+                                chunk_hours=1, workers=2, clients=_clients(influxd, db))
+    want = ref.expected(influxd, db)
+    ref.assert_equal(ref.stored(influxd, db), want)
+    assert summary.points == len(want)
+
+
+async def test_rollup_rebuild_with_workers_resumes_from_its_checkpoint(influxd: Influxd, db: str,
+                                                                       tmp_path: Path) -> None:
+    """Cancelled after two hours with two workers, resumed with two: the checkpoint has no gap and the end
+    is the definition."""
+    ql, writer = await setup_db(influxd, db)
+    checkpoint = tmp_path / "rebuild.json"
+    async with ql, writer:
+        await cancel_after_two_hours(ql=ql, writer=writer, database=db, since_ms=T0,
+                                               until_ms=T0 + 6 * HOUR_MS, chunk_hours=1, workers=2,
+                                               clients=_clients(influxd, db), checkpoint=checkpoint)
+        done_ms = json.loads(checkpoint.read_text())["done_ms"]
+        assert T0 + 2 * HOUR_MS <= done_ms < T0 + 6 * HOUR_MS
+        summary = await rebuild(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS,
+                                chunk_hours=1, workers=2, clients=_clients(influxd, db), checkpoint=checkpoint)
+    assert summary.resumed_at_ms == done_ms
+    assert not checkpoint.exists()
+    ref.assert_equal(ref.stored(influxd, db), ref.expected(influxd, db))
+
+
+def test_rollup_rebuild_with_workers_needs_clients() -> None:
+    with pytest.raises(ValueError, match="needs clients"):
+        asyncio.run(rebuild(ql=None, writer=None, database="x", since_ms=T0, workers=2))  # type: ignore[arg-type]
