@@ -90,6 +90,8 @@ def parse_url_list(text: str, parse: Callable[[str], T]) -> tuple[T, ...]:
         try:
             urls.append(parse(item))
         except ValueError as exc:
+            if len(items) == 1:
+                raise
             raise ValueError(f"URL {n} of {len(items)}: {exc}") from exc
     return tuple(urls)
 

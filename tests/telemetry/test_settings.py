@@ -30,7 +30,7 @@ def test_settings_mqtt_url_list_in_order_with_spaces_and_the_first_as_the_single
 @pytest.mark.parametrize(("value", "expected"), [
     ("mqtt://a:1883,http://b", "URL 2 of 2: scheme must be mqtt:// or mqtts://, got 'http://b'"),
     ("mqtt://a:1883,,mqtt://c", "URL 2 of 3 is empty"),
-    ("mqtt://a:99999", "URL 1 of 1: bad port in 'mqtt://a:99999'"),
+    ("mqtt://a:99999", "bad port in 'mqtt://a:99999'"),  # one URL: no position
     (" , ", "no broker URL"),
 ])
 def test_settings_bad_element_of_the_mqtt_url_list_names_itself(value: str, expected: str) -> None:
