@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.long_range import (
+    OWN_RANGE,
     Case,
     Store,
     case_registry,
@@ -37,8 +38,12 @@ def test_long_range_writes_every_point_and_times_every_panel_and_alert(influxd: 
     assert all(counts), counts
 
     timed = time_all(store, stations, case, [1], timeout=60, skip_over=None)
-    panels = [(d.uid, p.title) for d in provisioning.dashboards(stations).values() for r in d.rows for p in r.panels]
-    assert [(t.dashboard, t.panel) for t in timed] == panels + [("alert", r.title) for r in alerts.RULES]
+    panels = [(d.uid, p.title, days) for d in provisioning.dashboards(stations).values() for r in d.rows
+              for p in r.panels for days in ([OWN_RANGE] if p.time_from else []) + [1]]
+    assert any(days == OWN_RANGE for _, _, days in panels), "panels with a relative time of their own"
+    alert_rules = [("alert", r.title, OWN_RANGE) for r in alerts.RULES]
+    assert [(t.dashboard, t.panel, t.days) for t in timed] == panels + alert_rules, \
+        "every panel over the range and over its own; every alert rule over its own"
     assert all(t.seconds is not None and t.seconds >= 0 for t in timed)
     visits = next(t for t in timed if t.panel.startswith("每日人次 Visits per day"))
     assert visits.rows > 0, "a day of visits per district"
