@@ -1,10 +1,11 @@
 """数据完整性 Data completeness: can today's numbers of each station be trusted?
 
-- For every station and closed hour (from the hourly rollups), readings received against readings
-  expected from its reporting
-  intervals (the contract's defaults: occupancy every 60 s, each charger every 30 s, each sensor
-  every 60 s) and its devices in the registry. Occupancy also reports on change, so for it the
-  measure is the share of minutes with at least one reading.
+- For every station and closed hour of yesterday and today (from the hourly rollups), and every
+  closed day of the selected range (from the daily rollups: a year is 365 points a device, not
+  8,760), readings received against readings expected from its reporting intervals (the contract's
+  defaults: occupancy every 60 s, each charger every 30 s, each sensor every 60 s) and its devices
+  in the registry. Occupancy also reports on change, so for it the measure is the share of
+  minutes with at least one reading.
 - The ``seq`` gaps still open (see :mod:`dashboards.seqgaps`): a replay that fills a gap closes it.
 - The lag between a reading's device time and its arrival: p50/p99 per minute from
   ``ingest_stats``, and per station from ``ingest_station_lag``, where a persistently negative
@@ -46,7 +47,7 @@ from dashboards.influxql import IN_DISTRICT, TIME, m, monitor, one_of, select, s
 from dashboards.overview import DISTRICT
 from telemetry.contract import AgentConfig
 from telemetry.registry import Registry, Station
-from telemetry.storage import CHARGER_1H, OCCUPANCY_1H, TEMPERATURE_1H
+from telemetry.storage import CHARGER_1D, CHARGER_1H, OCCUPANCY_1D, OCCUPANCY_1H, TEMPERATURE_1D, TEMPERATURE_1H
 
 UID = "yizhan-completeness"
 TODAY = "now/d"
@@ -64,6 +65,7 @@ class Kind:
     interval_s: int
     devices: Callable[[Station], int]
     rollup: str
+    daily: str
 
     @property
     def column(self) -> str:
@@ -71,9 +73,9 @@ class Kind:
 
 
 CHARGERS = Kind("chargers", "charger", "充电桩 Chargers", DEFAULTS.charger_interval_s, lambda s: len(s.chargers),
-                CHARGER_1H)
+                CHARGER_1H, CHARGER_1D)
 TEMPERATURE = Kind("temperature", "temperature", "温度 Temperature", DEFAULTS.temperature_interval_s,
-                   lambda s: len(s.sensors), TEMPERATURE_1H)
+                   lambda s: len(s.sensors), TEMPERATURE_1H, TEMPERATURE_1D)
 OCCUPANCY_COLUMN = "occupancy_pct"
 
 
@@ -134,12 +136,35 @@ def device_queries(registry: Registry, kind: Kind) -> tuple[Query, ...]:
     return tuple(out)
 
 
+HOURS_FROM: Final = "now-1d/d"
+"""The per-hour grids show yesterday and today (Beijing), whatever the dashboard's range: a cell per
+station and hour of a month of 1,000 stations is 720,000 rollup points; longer ranges read the
+per-day grids."""
+_DAYS: Final = 'time($__interval, -8h), "station"'
+_CLOSED_DAYS: Final = where("time >= ${__from}ms - 1d", "time <= ${__to}ms - 1d")
+"""Daily points of the days that ended by ``${__to}``, from the one holding ``${__from}`` (stamped at its
+midnight, before ``${__from}``): each cell is a whole day's share (the day under way is in the
+per-hour grid)."""
+
+
+def _share(total: str, per_minute: float, column: str) -> str:
+    return f'100 * sum("{total}") / ({per_minute:g} * {_MINUTES_PER_INTERVAL}) AS "{column}"'
+
+
 def occupancy_hours() -> Query:
     """Per interval (an hour at least) and station, from the rollups of closed hours: minutes with a
     reading of the interval's minutes (an hour without any has no rollup point: fill(0) makes it
     0 %). The open hour shows once it closes."""
-    share = f'100 * sum("minutes") / ({OCCUPANCY_SHARE:g} * {_MINUTES_PER_INTERVAL}) AS "{OCCUPANCY_COLUMN}"'
-    text = rollups.closed(share, OCCUPANCY_1H, IN_DISTRICT, group=_HOURS, fill="0")
+    text = rollups.closed(_share("minutes", OCCUPANCY_SHARE, OCCUPANCY_COLUMN), OCCUPANCY_1H, IN_DISTRICT,
+                          group=_HOURS, fill="0")
+    return Query(text, columns=(OCCUPANCY_COLUMN,), alias="$tag_station")
+
+
+def occupancy_days() -> Query:
+    """Per interval (a Beijing day at least) and station, from the daily rollups of closed days: minutes
+    with a reading of the interval's minutes (a day without any: 0 %)."""
+    text = select(_share("minutes", OCCUPANCY_SHARE, OCCUPANCY_COLUMN), rollups.rollup(OCCUPANCY_1D),
+                  conditions=where(_CLOSED_DAYS, IN_DISTRICT), group=_DAYS, fill="0")
     return Query(text, columns=(OCCUPANCY_COLUMN,), alias="$tag_station")
 
 
@@ -148,33 +173,62 @@ def device_hours(registry: Registry, kind: Kind) -> tuple[Query, ...]:
     expected (devices x 60 / interval a minute)."""
     out = []
     for devices, ids in _groups(registry, kind).items():
-        share = (f'100 * sum("readings") / ({devices * 60 / kind.interval_s:g} * {_MINUTES_PER_INTERVAL}) '
-                 f'AS "{kind.column}"')
-        text = rollups.closed(share, kind.rollup, IN_DISTRICT, f'"station" =~ {one_of(ids)}', group=_HOURS, fill="0")
+        text = rollups.closed(_share("readings", devices * 60 / kind.interval_s, kind.column), kind.rollup,
+                              IN_DISTRICT, f'"station" =~ {one_of(ids)}', group=_HOURS, fill="0")
         out.append(Query(text, columns=(kind.column,), alias="$tag_station"))
     return tuple(out)
 
 
-def _hours(title: str, queries: tuple[Query, ...], description: str) -> Panel:
+def device_days(registry: Registry, kind: Kind) -> tuple[Query, ...]:
+    """Per interval (a Beijing day at least) and station, from the daily rollups of closed days:
+    readings over expected."""
+    out = []
+    for devices, ids in _groups(registry, kind).items():
+        text = select(_share("readings", devices * 60 / kind.interval_s, kind.column), rollups.rollup(kind.daily),
+                      conditions=where(_CLOSED_DAYS, IN_DISTRICT, f'"station" =~ {one_of(ids)}'), group=_DAYS,
+                      fill="0")
+        out.append(Query(text, columns=(kind.column,), alias="$tag_station"))
+    return tuple(out)
+
+
+def _grid(title: str, queries: tuple[Query, ...], description: str, *, days: bool) -> Panel:
     return Panel("status-history", title, queries, 24, 12, unit="percent", decimals=0, thresholds=PERCENT,
-                 minimum=0, maximum=100, interval="1h", custom={"fillOpacity": 80, "lineWidth": 0},
+                 minimum=0, maximum=100, interval="1d" if days else "1h", time_from=None if days else HOURS_FROM,
+                 custom={"fillOpacity": 80, "lineWidth": 0},
                  options={"showValue": "auto", "rowHeight": 0.9, "colWidth": 0.9,
                           "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"},
                           "tooltip": {"mode": "single", "sort": "none"}},
                  description=description)
 
 
+_OCCUPANCY_NOTE = (f"Occupancy is read every {DEFAULTS.occupancy_interval_s} s and on change: the share of minutes "
+                   "that have a reading.")
+_CHARGERS_NOTE = (f"Each charger reports every {CHARGERS.interval_s} s: expected = chargers x "
+                  f"{60 // CHARGERS.interval_s} a minute.")
+_TEMPERATURE_NOTE = f"Each sensor reports every {TEMPERATURE.interval_s} s: expected = sensors x 1 a minute."
+_HOURS_NOTE = " Yesterday and today (Beijing), whatever the range; the hour under way shows once it closes."
+_DAYS_NOTE = " The selected range, a cell per Beijing day; the day under way shows once it ends."
+
+
 def hours_row(registry: Registry) -> Row:
-    return Row("每站每小时 Per station and hour: received / expected", (
-        _hours("人数 Occupancy: minutes with a reading (%)", (occupancy_hours(),),
-               f"Occupancy is read every {DEFAULTS.occupancy_interval_s} s and on change: the share of minutes "
-               "that have a reading."),
-        _hours(f"{CHARGERS.label}: readings received / expected (%)", device_hours(registry, CHARGERS),
-               f"Each charger reports every {CHARGERS.interval_s} s: expected = chargers x {60 // CHARGERS.interval_s} "
-               "a minute."),
-        _hours(f"{TEMPERATURE.label}: readings received / expected (%)",
-               device_hours(registry, TEMPERATURE),
-               f"Each sensor reports every {TEMPERATURE.interval_s} s: expected = sensors x 1 a minute."),
+    return Row("每站每小时 Per station and hour: received / expected (yesterday and today)", (
+        _grid("人数 Occupancy: minutes with a reading (%)", (occupancy_hours(),), _OCCUPANCY_NOTE + _HOURS_NOTE,
+              days=False),
+        _grid(f"{CHARGERS.label}: readings received / expected (%)", device_hours(registry, CHARGERS),
+              _CHARGERS_NOTE + _HOURS_NOTE, days=False),
+        _grid(f"{TEMPERATURE.label}: readings received / expected (%)", device_hours(registry, TEMPERATURE),
+              _TEMPERATURE_NOTE + _HOURS_NOTE, days=False),
+    ))
+
+
+def days_row(registry: Registry) -> Row:
+    return Row("每站每天 Per station and day: received / expected", (
+        _grid("人数 Occupancy per day: minutes with a reading (%)", (occupancy_days(),),
+              _OCCUPANCY_NOTE + _DAYS_NOTE, days=True),
+        _grid(f"{CHARGERS.label} per day: readings received / expected (%)", device_days(registry, CHARGERS),
+              _CHARGERS_NOTE + _DAYS_NOTE, days=True),
+        _grid(f"{TEMPERATURE.label} per day: readings received / expected (%)", device_days(registry, TEMPERATURE),
+              _TEMPERATURE_NOTE + _DAYS_NOTE, days=True),
     ))
 
 
@@ -254,6 +308,6 @@ def dashboard(registry: Registry) -> Dashboard:
         uid=UID, title="数据完整性 Data completeness",
         description="Readings received against expected, seq gaps, lag and clocks: which stations' numbers "
                     "cannot be trusted.",
-        rows=(Row("今天 Today", (trust_table(registry),)), hours_row(registry), lag_row()),
+        rows=(Row("今天 Today", (trust_table(registry),)), hours_row(registry), days_row(registry), lag_row()),
         variables=(DISTRICT,),
     )

@@ -44,7 +44,7 @@ def parser() -> argparse.ArgumentParser:
                                 "(docs/configuration.md).")
     sub = p.add_subparsers(dest="command", metavar="{run,rollup}")
     sub.add_parser("run", help="run the service (the default) until SIGTERM or SIGINT")
-    r = sub.add_parser("rollup", help="rebuild the hourly rollups of a past range from the raw points stored",
+    r = sub.add_parser("rollup", help="rebuild the hourly and daily rollups of a past range from the raw points stored",
                        description="Recompute the rollups of the closed hours in [--since, --until) and write "
                        "them to the rollup retention policy. Idempotent; an interrupted run of the same range "
                        "resumes from its checkpoint.")
@@ -121,7 +121,7 @@ def _print_summary(s: Summary) -> None:
 
     resumed = f" (resumed at {day(s.resumed_at_ms)})" if s.resumed_at_ms is not None else ""
     print(f"rollup: {s.hours} hours from {day(s.start_ms)} to {day(s.end_ms)}{resumed}: "  # noqa: T201
-          f"{s.points} rollup points written in {s.seconds:.1f} s")
+          f"{s.points} hourly and {s.day_points} daily rollup points written in {s.seconds:.1f} s")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

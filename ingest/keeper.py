@@ -1,4 +1,4 @@
-"""Keeps the hourly rollups current: recomputes every station-hour ingest wrote into, once closed.
+"""Keeps the rollups current: recomputes every station-hour ingest wrote into, once closed, and its day.
 
 The pipeline tells the keeper the (station, hour) pairs of each batch: :meth:`Keeper.touched`
 before writing it (the pairs go to the :class:`~ingest.journal.Journal`, fsynced, so they are
@@ -7,7 +7,9 @@ replay touches them again). A written pair is recomputed from InfluxDB (:func:`i
 once its hour has closed and ``grace`` seconds have passed (readings still in flight), or at the
 next tick when the hour was already closed (late data: a station's backlog, a batch back from the
 spool). A late reading also changes the first counter step after it, so the closed hour that holds
-each counter series' next reading is recomputed with it.
+each counter series' next reading is recomputed with it. Once an hour's points are written, the
+stations' daily points of that Beijing day are recomputed from the day's hourly points
+(:mod:`ingest.daily`); the pair leaves the journal only after both.
 
 The keeper runs as its own task: it never holds up the receive path or an acknowledgement. Each
 tick it takes at most ``max_pairs`` pairs; when InfluxDB is down it waits and tries again, the
@@ -28,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
+from ingest import daily
 from ingest.exceptions import InfluxUnavailableError
 from ingest.influxql import InfluxQL
 from ingest.journal import Journal, Pair
@@ -165,6 +168,8 @@ class Keeper:
             self._again |= following
         points = await compute(self._ql, Window(hour, hour + HOUR_MS, stations))
         await write_points(self._writer, [p.line() for p in points])
+        days = await daily.compute(self._ql, hour, hour + HOUR_MS, stations)  # from the hour just written
+        await write_points(self._writer, [p.line() for p in days])
         finished = [p for p in pairs if self._writes[p] == writes[p]]  # no write came in meanwhile
         for pair in finished:
             self._late.discard(pair)

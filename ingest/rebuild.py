@@ -5,7 +5,8 @@ minutes and counter steps counted here from the raw columns read back: half of I
 computing them there) and written to the ``rollup`` tier. With ``workers`` above 1 the chunks are
 computed and written by that many worker processes (each its own clients, from ``clients``), the
 counting spread over cores; this process hands them out and keeps the checkpoint. Only closed
-hours: the range ends at the current hour at the latest. A checkpoint file records how far the
+hours: the range ends at the current hour at the latest. Each chunk's Beijing days are then
+recomputed from its hours (:mod:`ingest.daily`). A checkpoint file records how far the
 chunks are done, without a gap, so an interrupted rebuild of the same range resumes there (with
 any number of workers); it is removed once the range is done. Computing an hour again writes the
 same points (one point per series and hour), so a rebuild is idempotent.
@@ -25,6 +26,7 @@ from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest import daily
 from ingest.influxql import InfluxQL
 from ingest.rollup import Window, compute
 from ingest.writer import Writer
@@ -64,6 +66,8 @@ class Summary:
     points: int
     seconds: float
     resumed_at_ms: int | None
+    day_points: int = 0
+    """Daily points written (a day cut by chunks is written once per chunk)."""
 
 
 class _Checkpoint:
@@ -106,19 +110,23 @@ async def write_points(writer: Writer, lines: list[str]) -> None:
         await writer.write("\n".join(lines[at:at + WRITE_LINES]).encode(), Tier.ROLLUP)
 
 
-async def rebuild_window(ql: InfluxQL, writer: Writer, window: Window, *, columns: bool) -> int:
-    """Compute and write one window's rollups; the number of points."""
+async def rebuild_window(ql: InfluxQL, writer: Writer, window: Window, *, columns: bool) -> tuple[int, int]:
+    """Compute and write one window's rollups, then the days holding it (from the hours written); the
+    numbers of hourly and daily points. A day cut by two chunks is complete once the later-written of
+    them has run."""
     points = await compute(ql, window, columns=columns)
     await write_points(writer, [p.line() for p in points])
-    return len(points)
+    days = await daily.compute(ql, window.start_ms, window.end_ms, window.stations)
+    await write_points(writer, [p.line() for p in days])
+    return len(points), len(days)
 
 
-async def _with_clients(clients: Clients, window: Window, columns: bool) -> int:
+async def _with_clients(clients: Clients, window: Window, columns: bool) -> tuple[int, int]:
     async with clients() as (ql, writer):
         return await rebuild_window(ql, writer, window, columns=columns)
 
 
-def _in_worker(clients: Clients, window: Window, columns: bool) -> int:
+def _in_worker(clients: Clients, window: Window, columns: bool) -> tuple[int, int]:
     """A chunk in a worker process (its own event loop and clients)."""
     return asyncio.run(_with_clients(clients, window, columns))
 
@@ -169,7 +177,7 @@ async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int,
                 task = tg.create_task(state.chunk(ql, *chunk, start), name=f"rollup-rebuild-{chunk[0]}")
                 task.add_done_callback(lambda _: gate.release())
     mark.clear()
-    return Summary(start, end, (end - start) // HOUR_MS, state.points, clock() - started, resumed)
+    return Summary(start, end, (end - start) // HOUR_MS, state.points, clock() - started, resumed, state.day_points)
 
 
 class _Run:
@@ -179,7 +187,7 @@ class _Run:
                  hours_total: int, started: float, resumed: int | None,
                  on_progress: Callable[[Progress], None] | None, *, columns: bool) -> None:
         self.writer, self.stations, self.mark = writer, stations, mark
-        self.done_ms, self.finished, self.points = done_ms, set[tuple[int, int]](), 0
+        self.done_ms, self.finished, self.points, self.day_points = done_ms, set[tuple[int, int]](), 0, 0
         self.hours_total, self.started, self.resumed, self.on_progress = hours_total, started, resumed, on_progress
         self.columns = columns
         self.pool: Executor | None = None
@@ -188,11 +196,12 @@ class _Run:
     async def chunk(self, ql: InfluxQL, start_ms: int, end_ms: int, range_start: int) -> None:
         window = Window(start_ms, end_ms, self.stations)
         if self.pool is None or self.clients is None:
-            points = await rebuild_window(ql, self.writer, window, columns=self.columns)
+            points, days = await rebuild_window(ql, self.writer, window, columns=self.columns)
         else:
             loop = asyncio.get_running_loop()
-            points = await loop.run_in_executor(self.pool, _in_worker, self.clients, window, self.columns)
+            points, days = await loop.run_in_executor(self.pool, _in_worker, self.clients, window, self.columns)
         self.points += points  # after the await: chunks finish concurrently
+        self.day_points += days
         self.finished.add((start_ms, end_ms))
         while (next_chunk := next((c for c in self.finished if c[0] == self.done_ms), None)) is not None:
             self.finished.discard(next_chunk)

@@ -6,7 +6,7 @@ the same database and retention policy names (DBRP), so one InfluxQL text reads 
 
 - ``autogen`` (the database's default, raw readings: ``occupancy``, ``charger``, ``temperature``,
   ``station_status``; default 400 days)
-- ``rollup`` (hourly rollups, :data:`ROLLUPS`; default 10 years), defined in ``docs/rollups.md``
+- ``rollup`` (hourly and daily rollups, :data:`ROLLUPS`; default 10 years), defined in ``docs/rollups.md``
 - ``monitor`` (ingest's own ``ingest_stats``, ``ingest_station_lag``, ``ingest_rejects``; 30 days)
 """
 
@@ -35,7 +35,15 @@ OCCUPANCY_1H: Final = "occupancy_1h"
 CHARGER_1H: Final = "charger_1h"
 TEMPERATURE_1H: Final = "temperature_1h"
 STATION_1H: Final = "station_1h"
-ROLLUPS: Final = (OCCUPANCY_1H, CHARGER_1H, TEMPERATURE_1H, STATION_1H)
+HOURLY: Final = (OCCUPANCY_1H, CHARGER_1H, TEMPERATURE_1H, STATION_1H)
+OCCUPANCY_1D: Final = "occupancy_1d"
+CHARGER_1D: Final = "charger_1d"
+TEMPERATURE_1D: Final = "temperature_1d"
+STATION_1D: Final = "station_1d"
+DAILY: Final = (OCCUPANCY_1D, CHARGER_1D, TEMPERATURE_1D, STATION_1D)
+DAY_OF: Final = dict(zip(HOURLY, DAILY, strict=True))
+"""Each hourly rollup's daily one (Beijing days, computed from the hours)."""
+ROLLUPS: Final = (*HOURLY, *DAILY)
 
 INGEST_STATS: Final = "ingest_stats"
 INGEST_STATION_LAG: Final = "ingest_station_lag"

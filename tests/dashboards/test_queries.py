@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dashboards import alerts, seqgaps
+from dashboards import alerts, rollups, seqgaps
 from dashboards.completeness import CHARGERS, TEMPERATURE, TRUST_COLUMNS
 from tests.dashboards.conftest import COLD, DARK, FAULTY, LOSSY, SKEWED, STATIONS, SimulatedDay
 from tests.dashboards.grafana import Frame, TimeRange
@@ -61,6 +61,8 @@ def _targets() -> list[Any]:
 def test_panel_query_returns_rows_with_the_columns_its_panel_uses(simulated_day: SimulatedDay, case: PanelCase,
                                                                   index: int) -> None:
     query = case.panel.queries[index]
+    if rollups.CLOSED in query.text and (reason := just_started(case, minutes=62)):
+        pytest.skip(f"{reason}: no hour of it has closed and been rolled up yet")
     done = runs(simulated_day, case)
     with_rows = [run for run in done if run.results[index].rows]
     assert with_rows, f"{case.id}, query {target_ids(case)[index]} returned nothing: {done[0].texts[index]}"

@@ -235,3 +235,52 @@ def test_completeness_device_hours_on_rollups_equal_the_raw_readings(simulated_d
     assert got == pytest.approx({(s, h): 100 * n / (kind.devices(stations[s]) * 60 / kind.interval_s * 60)
                                  for (s, h), n in readings.items()})
     assert got, "the simulated day has readings of closed hours"
+
+
+def _closed_days(run: PanelRun, moment: int) -> tuple[int, int]:
+    """The Beijing days the per-day grids show: from the one holding the range's start to the last
+    one ended by ``moment``."""
+    first = run.time_range.start_ms - (run.time_range.start_ms + BEIJING_MS) % DAY_MS
+    today = moment - (moment + BEIJING_MS) % DAY_MS
+    return first, today
+
+
+def _day(ts: int) -> int:
+    return ts - (ts + BEIJING_MS) % DAY_MS
+
+
+def test_completeness_days_on_rollups_equal_the_raw_minutes_with_a_reading(simulated_day: SimulatedDay) -> None:
+    """Each closed Beijing day's cell, from the daily rollups, is the raw minutes with a reading of that
+    whole day over its 1,440 (the day under way is left to the per-hour grid)."""
+    moment = MOMENTS[-1]
+    (run,) = _run(simulated_day, "yizhan-completeness", "人数 Occupancy per day: minutes with a reading (%)", moment)
+    first, today = _closed_days(run, moment)
+    minutes: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for r in _visits(simulated_day, moment):
+        if first <= r.time < today:
+            minutes[(r.series[STATION], _day(r.time))].add(r.time // 60_000)
+    got = {(name, t): v for f in run.frames() for name in f if name != "Time"
+           for t, v in zip(f["Time"], f[name], strict=True) if v}
+    assert got == pytest.approx({k: 100 * len(v) / (completeness.OCCUPANCY_SHARE * 1440) for k, v in minutes.items()})
+    assert got, "the simulated day began before today (Beijing)"
+    assert all(t < today for _, t in got), "the day under way shows once it ends"
+
+
+@pytest.mark.parametrize("kind", [completeness.CHARGERS, completeness.TEMPERATURE], ids=lambda k: k.name)
+def test_completeness_device_days_on_rollups_equal_the_raw_readings(simulated_day: SimulatedDay,
+                                                                    kind: completeness.Kind) -> None:
+    moment = MOMENTS[-1]
+    (run,) = _run(simulated_day, "yizhan-completeness", f"{kind.label} per day: readings received / expected (%)",
+                  moment)
+    first, today = _closed_days(run, moment)
+    stations = {s.id: s for s in REGISTRY.stations}
+    readings: dict[tuple[str, int], int] = defaultdict(int)
+    for station, times in _raw_times(simulated_day, kind.measurement, TimeRange(first, moment)).items():
+        for t in times:
+            if t < today:
+                readings[(station, _day(t))] += 1
+    got = {(name, t): v for f in run.frames() for name in f if name != "Time"
+           for t, v in zip(f["Time"], f[name], strict=True) if v}
+    assert got == pytest.approx({(s, d): 100 * n / (kind.devices(stations[s]) * 60 / kind.interval_s * 1440)
+                                 for (s, d), n in readings.items()})
+    assert got, "the simulated day has readings of a closed day"

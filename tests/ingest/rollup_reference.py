@@ -1,5 +1,6 @@
 """The rollup definition (docs/rollups.md) computed in plain Python from raw points read back, to
-check ingest's rollups against: one loop per series, no InfluxQL aggregate involved."""
+check ingest's rollups against: one loop per series, no InfluxQL aggregate involved. The daily
+points are the hourly ones of each Beijing day, added up by the rules written out here."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ from typing import Any
 
 from ingest.rollup import SPECS
 from telemetry.contract import MAX_AGE_MS
-from telemetry.storage import HOUR_MS, STATION_1H
+from telemetry.storage import DAY_MS, DAY_OF, HOUR_MS, ROLLUPS, STATION_1H
 from tests.rig import Influxd
 
 Key = tuple[str, tuple[tuple[str, str], ...], int]
 TAGS = ("station", "district", "kind", "charger", "sensor")
+_DAY_MAX = frozenset({"people_max", "sockets_in_use_max", "sockets_total", "power_w_max", "celsius_max", "seq_last"})
+_DAY_MIN = frozenset({"celsius_min", "seq_first"})
+_MEANS = {"people_mean": "people_sum", "sockets_in_use_mean": "sockets_in_use_sum", "power_w_mean": "power_w_sum",
+          "celsius_mean": "celsius_sum"}
 
 
 def raw_points(influxd: Influxd, db: str, measurement: str) -> list[dict[str, Any]]:
@@ -27,7 +32,8 @@ def _series_rows(rows: list[dict[str, Any]]) -> dict[tuple[tuple[str, str], ...]
 
 
 def expected(influxd: Influxd, db: str, *, start_ms: int = 0, end_ms: int = 2**62) -> dict[Key, dict[str, float]]:
-    """Every rollup point of the hours in ``[start_ms, end_ms)``, as (measurement, tags, hour) -> fields."""
+    """Every rollup point of the hours in ``[start_ms, end_ms)``, as (measurement, tags, hour) -> fields,
+    and the daily points of their days (:func:`days`)."""
     out: dict[Key, dict[str, Any]] = {}
     for spec in SPECS:
         for tags, rows in _series_rows(raw_points(influxd, db, spec.raw)).items():
@@ -48,7 +54,27 @@ def expected(influxd: Influxd, db: str, *, start_ms: int = 0, end_ms: int = 2**6
                 acc["_rows"].append(row)
                 if spec.counter:
                     acc[spec.steps] = acc.get(spec.steps, 0) + step
-    return _finish(out)
+    hourly = _finish(out)
+    return hourly | days(hourly)
+
+
+def days(hourly: dict[Key, dict[str, float]]) -> dict[Key, dict[str, float]]:
+    """The daily points of hourly ones: per Beijing day, maxima the max, minima the min, means the
+    day's sum over its readings, every other field the sum."""
+    out: dict[Key, dict[str, float]] = {}
+    for (measurement, tags, hour), fields in sorted(hourly.items()):
+        key = (DAY_OF[measurement], tags, hour - (hour + 8 * HOUR_MS) % DAY_MS)
+        if (acc := out.get(key)) is None:
+            out[key] = dict(fields)
+            continue
+        for name, value in fields.items():
+            acc[name] = max(acc[name], value) if name in _DAY_MAX else min(acc[name], value) if name in _DAY_MIN \
+                else acc[name] + value
+    for fields in out.values():
+        for mean, total in _MEANS.items():
+            if mean in fields:
+                fields[mean] = fields[total] / fields["readings"]
+    return out
 
 
 def _finish(acc: dict[Key, dict[str, Any]]) -> dict[Key, dict[str, float]]:
@@ -78,9 +104,9 @@ def _finish(acc: dict[Key, dict[str, Any]]) -> dict[Key, dict[str, float]]:
 
 
 def stored(influxd: Influxd, db: str) -> dict[Key, dict[str, float]]:
-    """The rollup points in the ``rollup`` tier, keyed like :func:`expected`."""
+    """The rollup points in the ``rollup`` tier, hourly and daily, keyed like :func:`expected`."""
     out: dict[Key, dict[str, float]] = {}
-    for measurement in (*{spec.rollup for spec in SPECS}, STATION_1H):
+    for measurement in ROLLUPS:
         for series in influxd.query(f'SELECT * FROM "rollup"."{measurement}" GROUP BY *', db):
             tags = tuple(sorted((k, v) for k, v in series.get("tags", {}).items() if v))
             for values in series["values"]:
