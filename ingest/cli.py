@@ -58,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=1, help="worker processes computing chunks (default 1: this "
                    "process); the counting of a chunk is single-threaded, so more cores take more at once")
     r.add_argument("--restart", action="store_true", help="ignore the checkpoint of an earlier run")
+    r.add_argument("--daily-only", action="store_true", help="recompute only the daily rollups, from the hourly "
+                   "ones stored (after upgrading from a release without daily rollups: no raw point is read)")
     return p
 
 
@@ -110,7 +112,8 @@ async def _rollup(settings: Settings, args: argparse.Namespace) -> Summary:
             return await rebuild(ql=ql, writer=writer, database=settings.influx_db, since_ms=args.since,
                                  until_ms=args.until, stations=stations, chunk_hours=args.chunk_hours,
                                  concurrency=args.concurrency, checkpoint=checkpoint, on_progress=_Bar(sys.stderr),
-                                 workers=args.workers, clients=functools.partial(clients, settings))
+                                 workers=args.workers, clients=functools.partial(clients, settings),
+                                 daily_only=args.daily_only)
         finally:
             await writer.aclose()
 

@@ -71,10 +71,14 @@ class Summary:
 
 
 class _Checkpoint:
-    """``{"database", "start_ms", "end_ms", "done_ms"}`` in a file replaced atomically."""
+    """``{"database", "start_ms", "end_ms", "done_ms"}`` (and ``"daily_only": true`` for such a run) in a
+    file replaced atomically."""
 
-    def __init__(self, path: Path | None, database: str, start_ms: int, end_ms: int) -> None:
-        self.path, self.key = path, {"database": database, "start_ms": start_ms, "end_ms": end_ms}
+    def __init__(self, path: Path | None, database: str, start_ms: int, end_ms: int, *, daily_only: bool) -> None:
+        self.path = path
+        self.key: dict[str, object] = {"database": database, "start_ms": start_ms, "end_ms": end_ms}
+        if daily_only:
+            self.key["daily_only"] = True
 
     def load(self) -> int | None:
         if self.path is None or not self.path.exists():
@@ -84,7 +88,7 @@ class _Checkpoint:
         except (OSError, ValueError):
             logger.warning("ignoring unreadable checkpoint %s", self.path)
             return None
-        if {k: data.get(k) for k in self.key} != self.key:
+        if {k: v for k, v in data.items() if k != "done_ms"} != self.key:
             logger.info("checkpoint %s is of another range: starting from the beginning", self.path)
             return None
         return int(data["done_ms"])
@@ -110,32 +114,33 @@ async def write_points(writer: Writer, lines: list[str]) -> None:
         await writer.write("\n".join(lines[at:at + WRITE_LINES]).encode(), Tier.ROLLUP)
 
 
-async def rebuild_window(ql: InfluxQL, writer: Writer, window: Window, *, columns: bool) -> tuple[int, int]:
-    """Compute and write one window's rollups, then the days holding it (from the hours written); the
-    numbers of hourly and daily points. A day cut by two chunks is complete once the later-written of
-    them has run."""
-    points = await compute(ql, window, columns=columns)
+async def rebuild_window(ql: InfluxQL, writer: Writer, window: Window, *, columns: bool,
+                         hourly: bool = True) -> tuple[int, int]:
+    """Compute and write one window's rollups (unless not ``hourly``), then the days holding it (from
+    the hours InfluxDB holds); the numbers of hourly and daily points. A day cut by two chunks is
+    complete once the later-written of them has run."""
+    points = await compute(ql, window, columns=columns) if hourly else []
     await write_points(writer, [p.line() for p in points])
     days = await daily.compute(ql, window.start_ms, window.end_ms, window.stations)
     await write_points(writer, [p.line() for p in days])
     return len(points), len(days)
 
 
-async def _with_clients(clients: Clients, window: Window, columns: bool) -> tuple[int, int]:
+async def _with_clients(clients: Clients, window: Window, columns: bool, hourly: bool) -> tuple[int, int]:
     async with clients() as (ql, writer):
-        return await rebuild_window(ql, writer, window, columns=columns)
+        return await rebuild_window(ql, writer, window, columns=columns, hourly=hourly)
 
 
-def _in_worker(clients: Clients, window: Window, columns: bool) -> tuple[int, int]:
+def _in_worker(clients: Clients, window: Window, columns: bool, hourly: bool) -> tuple[int, int]:
     """A chunk in a worker process (its own event loop and clients)."""
-    return asyncio.run(_with_clients(clients, window, columns))
+    return asyncio.run(_with_clients(clients, window, columns, hourly))
 
 
 async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int, until_ms: int | None = None,
                   stations: frozenset[str] | None = None, chunk_hours: int = 24, concurrency: int = 2,
                   checkpoint: Path | None = None, on_progress: Callable[[Progress], None] | None = None,
                   columns: bool = True, workers: int = 1, clients: Clients | None = None,
-                  clock: Callable[[], float] = time.time) -> Summary:
+                  daily_only: bool = False, clock: Callable[[], float] = time.time) -> Summary:
     """Recompute and write the rollups of the closed hours in ``[since_ms, until_ms)``.
 
     Args:
@@ -151,6 +156,8 @@ async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int,
             (:func:`ingest.rollup.compute`); False: all in InfluxDB, as the keeper does.
         workers, clients: above 1, the chunks go to that many worker processes, each opening its
             clients with ``clients`` (required then); ``concurrency`` is raised to ``workers`` at least.
+        daily_only: recompute only the daily rollups, from the hourly ones stored (a deployment that
+            has hourly rollups from before the daily ones existed); its checkpoint is its own.
     """
     if workers > 1 and clients is None:
         raise ValueError("workers > 1 needs clients: each worker process opens its own")
@@ -158,13 +165,13 @@ async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int,
     end = min(hour_of(until_ms) if until_ms is not None else hour_of(int(clock() * 1000)),
               hour_of(int(clock() * 1000)))
     end = max(end, start)
-    mark = _Checkpoint(checkpoint, database, start, end)
+    mark = _Checkpoint(checkpoint, database, start, end, daily_only=daily_only)
     resumed = mark.load()
     done_ms = resumed if resumed is not None and start <= resumed <= end else start
     chunks = [(t, min(t + chunk_hours * HOUR_MS, end)) for t in range(done_ms, end, chunk_hours * HOUR_MS)]
     started = clock()
     state = _Run(writer, stations, mark, done_ms, (end - start) // HOUR_MS, started, resumed, on_progress,
-                 columns=columns)
+                 columns=columns, hourly=not daily_only)
     if resumed is not None and done_ms > start:
         logger.info("resuming at %d (%d of %d hours were done)", done_ms, (done_ms - start) // HOUR_MS,
                     (end - start) // HOUR_MS)
@@ -185,21 +192,22 @@ class _Run:
 
     def __init__(self, writer: Writer, stations: frozenset[str] | None, mark: _Checkpoint, done_ms: int,
                  hours_total: int, started: float, resumed: int | None,
-                 on_progress: Callable[[Progress], None] | None, *, columns: bool) -> None:
+                 on_progress: Callable[[Progress], None] | None, *, columns: bool, hourly: bool) -> None:
         self.writer, self.stations, self.mark = writer, stations, mark
         self.done_ms, self.finished, self.points, self.day_points = done_ms, set[tuple[int, int]](), 0, 0
         self.hours_total, self.started, self.resumed, self.on_progress = hours_total, started, resumed, on_progress
-        self.columns = columns
+        self.columns, self.hourly = columns, hourly
         self.pool: Executor | None = None
         self.clients: Clients | None = None
 
     async def chunk(self, ql: InfluxQL, start_ms: int, end_ms: int, range_start: int) -> None:
         window = Window(start_ms, end_ms, self.stations)
         if self.pool is None or self.clients is None:
-            points, days = await rebuild_window(ql, self.writer, window, columns=self.columns)
+            points, days = await rebuild_window(ql, self.writer, window, columns=self.columns, hourly=self.hourly)
         else:
             loop = asyncio.get_running_loop()
-            points, days = await loop.run_in_executor(self.pool, _in_worker, self.clients, window, self.columns)
+            points, days = await loop.run_in_executor(self.pool, _in_worker, self.clients, window, self.columns,
+                                                      self.hourly)
         self.points += points  # after the await: chunks finish concurrently
         self.day_points += days
         self.finished.add((start_ms, end_ms))

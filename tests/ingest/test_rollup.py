@@ -17,7 +17,7 @@ from ingest.influxql import InfluxQL
 from ingest.rebuild import Clients, Progress, rebuild
 from ingest.retention import ensure
 from ingest.writer import InfluxV1Writer
-from telemetry.storage import HOUR_MS, Tier
+from telemetry.storage import DAILY, HOUR_MS, HOURLY, Tier
 from tests.ingest import rollup_reference as ref
 from tests.rig import Influxd
 
@@ -170,3 +170,39 @@ async def test_rollup_rebuild_with_workers_resumes_from_its_checkpoint(influxd: 
 def test_rollup_rebuild_with_workers_needs_clients() -> None:
     with pytest.raises(ValueError, match="needs clients"):
         asyncio.run(rebuild(ql=None, writer=None, database="x", since_ms=T0, workers=2))  # type: ignore[arg-type]
+
+
+async def test_rollup_rebuild_daily_only_recomputes_the_days_from_the_hours_stored(influxd: Influxd, db: str) -> None:
+    """A deployment with hourly rollups and no daily ones (the release before them) gets its days without
+    reading a raw point: here the raw points are gone, the hours stay, the days come back equal."""
+    ql, writer = await setup_db(influxd, db)
+    async with ql, writer:
+        await rebuild(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS)
+        want = ref.stored(influxd, db)
+        for measurement in DAILY:
+            influxd.query(f'DROP MEASUREMENT "{measurement}"', db)
+        for measurement in ("occupancy", "charger", "temperature"):
+            influxd.query(f'DROP MEASUREMENT "{measurement}"', db)
+        assert {m for m, _, _ in ref.stored(influxd, db)} == set(HOURLY)
+        summary = await rebuild(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS,
+                                daily_only=True)
+    assert summary.points == 0
+    assert summary.day_points == sum(1 for m, _, _ in want if m in DAILY) > 0
+    assert ref.stored(influxd, db) == want
+
+
+async def test_rollup_rebuild_never_resumes_from_a_checkpoint_of_the_other_kind(influxd: Influxd, db: str,
+                                                                               tmp_path: Path) -> None:
+    """A daily-only run's checkpoint is its own: a full rebuild of the same range starts from the beginning
+    (resuming there would skip the hours), and the other way round."""
+    ql, writer = await setup_db(influxd, db)
+    checkpoint = tmp_path / "rebuild.json"
+    async with ql, writer:
+        await rebuild(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS)  # hours to derive
+        await cancel_after_two_hours(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS,
+                                     chunk_hours=1, concurrency=1, checkpoint=checkpoint, daily_only=True)
+        assert json.loads(checkpoint.read_text())["daily_only"] is True
+        summary = await rebuild(ql=ql, writer=writer, database=db, since_ms=T0, until_ms=T0 + 6 * HOUR_MS,
+                                chunk_hours=1, checkpoint=checkpoint)
+    assert summary.resumed_at_ms is None
+    ref.assert_equal(ref.stored(influxd, db), ref.expected(influxd, db))
