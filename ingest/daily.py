@@ -8,9 +8,11 @@ InfluxQL's ``GROUP BY time(1d, -8h)``), in the ``rollup`` tier, with the hourly 
 fields are the hourly fields of the day's hours that hold a point: counts, sums, steps and minutes
 summed (``expected`` too: the readings expected over those hours), maxima the maximum, minima the
 minimum, ``seq_first`` the minimum and ``seq_last`` the maximum; a mean is the day's sum over its
-readings. They are recomputed whenever an hour of the day is (by the keeper after the hour's
-write, by the rebuild after its chunk's), from what InfluxDB holds, so they are exact under late
-data as the hours are, and a second recompute rewrites the same point.
+readings. A day gets its points once it has ended (the grids read whole days; computing the day
+under way after every hour would cost the keeper 40% more), and again whenever one of its hours is
+recomputed after that (by the keeper after the hour's write, by the rebuild after its chunk's), from
+what InfluxDB holds, so they are exact under late data as the hours are, and a second recompute
+rewrites the same point.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Final
 
 from ingest.influxql import InfluxQL, Series
 from ingest.rollup import SPECS, RollupPoint, station_clause
-from telemetry.storage import DAY_MS, DAY_OF, STATION_1H, Tier, day_of, qualified
+from telemetry.storage import DAY_MS, DAY_OF, HOUR_MS, STATION_1H, Tier, day_of, qualified
 
 
 @dataclass(slots=True, frozen=True)
@@ -67,9 +69,16 @@ DAY_SPECS: Final = (
 )
 
 
-def days(start_ms: int, end_ms: int) -> tuple[int, int]:
-    """The Beijing days ``[first day's start, last day's end)`` that hold the hours ``[start_ms, end_ms)``."""
-    return day_of(start_ms), day_of(end_ms - 1) + DAY_MS
+def days(start_ms: int, end_ms: int, ended_by_ms: int) -> tuple[int, int]:
+    """The Beijing days ``[first day's start, last day's end)`` that hold the hours ``[start_ms, end_ms)``
+    and have ended by ``ended_by_ms`` (none: an empty range)."""
+    first, end = day_of(start_ms), day_of(end_ms - 1) + DAY_MS
+    return first, max(first, min(end, day_of(ended_by_ms)))
+
+
+def last_hour(ts_ms: int) -> int:
+    """The last hour of the Beijing day holding ``ts_ms``: once it has closed, the day has ended."""
+    return day_of(ts_ms) + DAY_MS - HOUR_MS
 
 
 def statement(spec: _DaySpec, start_ms: int, end_ms: int, stations: Collection[str] | None = None) -> str:
@@ -93,10 +102,12 @@ def _points(spec: _DaySpec, results: list[Series]) -> Iterator[RollupPoint]:
             yield RollupPoint(spec.daily, tags, int(row["time"]), tuple(sorted(fields.items())))
 
 
-async def compute(ql: InfluxQL, start_ms: int, end_ms: int,
-                  stations: Collection[str] | None = None) -> list[RollupPoint]:
-    """The daily points of the Beijing days holding the hours ``[start_ms, end_ms)``, of some
-    stations (None: all), from the hourly rollups InfluxDB holds now."""
-    first, end = days(start_ms, end_ms)
+async def compute(ql: InfluxQL, start_ms: int, end_ms: int, stations: Collection[str] | None = None, *,
+                  ended_by_ms: int) -> list[RollupPoint]:
+    """The daily points of the Beijing days holding the hours ``[start_ms, end_ms)`` that have ended by
+    ``ended_by_ms``, of some stations (None: all), from the hourly rollups InfluxDB holds now."""
+    first, end = days(start_ms, end_ms, ended_by_ms)
+    if end <= first:
+        return []
     results = await ql.query([statement(spec, first, end, stations) for spec in DAY_SPECS])
     return [p for spec, part in zip(DAY_SPECS, results, strict=True) for p in _points(spec, part)]

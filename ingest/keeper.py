@@ -9,7 +9,9 @@ next tick when the hour was already closed (late data: a station's backlog, a ba
 spool). A late reading also changes the first counter step after it, so the closed hour that holds
 each counter series' next reading is recomputed with it. Once an hour's points are written, the
 stations' daily points of that Beijing day are recomputed from the day's hourly points
-(:mod:`ingest.daily`); the pair leaves the journal only after both.
+(:mod:`ingest.daily`) if the day has ended; if not, the day's last hour is journaled for those
+stations, and its recompute, once it has closed, computes the day (a station silent in that hour
+included). A pair leaves the journal only after its hour and day.
 
 The keeper runs as its own task: it never holds up the receive path or an acknowledgement. Each
 tick it takes at most ``max_pairs`` pairs; when InfluxDB is down it waits and tries again, the
@@ -168,8 +170,7 @@ class Keeper:
             self._again |= following
         points = await compute(self._ql, Window(hour, hour + HOUR_MS, stations))
         await write_points(self._writer, [p.line() for p in points])
-        days = await daily.compute(self._ql, hour, hour + HOUR_MS, stations)  # from the hour just written
-        await write_points(self._writer, [p.line() for p in days])
+        await self._days(hour, stations)
         finished = [p for p in pairs if self._writes[p] == writes[p]]  # no write came in meanwhile
         for pair in finished:
             self._late.discard(pair)
@@ -186,6 +187,21 @@ class Keeper:
         self.recomputed += len(pairs)
         logger.debug("rolled up %d stations' hour %d: %d points", len(stations), hour, len(points))
         return len(pairs)
+
+    async def _days(self, hour: int, stations: frozenset[str]) -> None:
+        """The stations' day of ``hour`` from its hourly points, after the hour's write, if the day has
+        ended; else its last hour is journaled for them, due when it closes (a station may have no
+        reading in it), and its recompute computes the day."""
+        now_ms = int(self._clock() * 1000)
+        if daily.last_hour(hour) + HOUR_MS <= now_ms:
+            days = await daily.compute(self._ql, hour, hour + HOUR_MS, stations, ended_by_ms=now_ms)
+            await write_points(self._writer, [p.line() for p in days])
+            return
+        last = {(s, daily.last_hour(hour)) for s in stations} - self._due.keys()
+        if last:
+            await self._journal.add(last)
+            for pair in last:
+                self._due[pair] = (pair[1] + HOUR_MS) / 1000 + self._grace
 
     async def _next_hours(self, hour: int, stations: frozenset[str], now: float) -> set[Pair]:
         """The closed hours holding each counter series' first reading after ``hour``."""

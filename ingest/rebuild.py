@@ -6,7 +6,7 @@ computing them there) and written to the ``rollup`` tier. With ``workers`` above
 computed and written by that many worker processes (each its own clients, from ``clients``), the
 counting spread over cores; this process hands them out and keeps the checkpoint. Only closed
 hours: the range ends at the current hour at the latest. Each chunk's Beijing days are then
-recomputed from its hours (:mod:`ingest.daily`). A checkpoint file records how far the
+recomputed from its hours (:mod:`ingest.daily`), those that have ended. A checkpoint file records how far the
 chunks are done, without a gap, so an interrupted rebuild of the same range resumes there (with
 any number of workers); it is removed once the range is done. Computing an hour again writes the
 same points (one point per series and hour), so a rebuild is idempotent.
@@ -114,26 +114,27 @@ async def write_points(writer: Writer, lines: list[str]) -> None:
         await writer.write("\n".join(lines[at:at + WRITE_LINES]).encode(), Tier.ROLLUP)
 
 
-async def rebuild_window(ql: InfluxQL, writer: Writer, window: Window, *, columns: bool,
+async def rebuild_window(ql: InfluxQL, writer: Writer, window: Window, *, columns: bool, ended_by_ms: int,
                          hourly: bool = True) -> tuple[int, int]:
-    """Compute and write one window's rollups (unless not ``hourly``), then the days holding it (from
-    the hours InfluxDB holds); the numbers of hourly and daily points. A day cut by two chunks is
-    complete once the later-written of them has run."""
+    """Compute and write one window's rollups (unless not ``hourly``), then the days holding it that
+    have ended by ``ended_by_ms`` (from the hours InfluxDB holds); the numbers of hourly and daily
+    points. A day cut by two chunks is complete once the later-written of them has run."""
     points = await compute(ql, window, columns=columns) if hourly else []
     await write_points(writer, [p.line() for p in points])
-    days = await daily.compute(ql, window.start_ms, window.end_ms, window.stations)
+    days = await daily.compute(ql, window.start_ms, window.end_ms, window.stations, ended_by_ms=ended_by_ms)
     await write_points(writer, [p.line() for p in days])
     return len(points), len(days)
 
 
-async def _with_clients(clients: Clients, window: Window, columns: bool, hourly: bool) -> tuple[int, int]:
+async def _with_clients(clients: Clients, window: Window, columns: bool, ended_by_ms: int,
+                        hourly: bool) -> tuple[int, int]:
     async with clients() as (ql, writer):
-        return await rebuild_window(ql, writer, window, columns=columns, hourly=hourly)
+        return await rebuild_window(ql, writer, window, columns=columns, ended_by_ms=ended_by_ms, hourly=hourly)
 
 
-def _in_worker(clients: Clients, window: Window, columns: bool, hourly: bool) -> tuple[int, int]:
+def _in_worker(clients: Clients, window: Window, columns: bool, ended_by_ms: int, hourly: bool) -> tuple[int, int]:
     """A chunk in a worker process (its own event loop and clients)."""
-    return asyncio.run(_with_clients(clients, window, columns, hourly))
+    return asyncio.run(_with_clients(clients, window, columns, ended_by_ms, hourly))
 
 
 async def rebuild(*, ql: InfluxQL, writer: Writer, database: str, since_ms: int, until_ms: int | None = None,
@@ -197,17 +198,19 @@ class _Run:
         self.done_ms, self.finished, self.points, self.day_points = done_ms, set[tuple[int, int]](), 0, 0
         self.hours_total, self.started, self.resumed, self.on_progress = hours_total, started, resumed, on_progress
         self.columns, self.hourly = columns, hourly
+        self.ended_by_ms = int(started * 1000)  # days that ended before the rebuild started
         self.pool: Executor | None = None
         self.clients: Clients | None = None
 
     async def chunk(self, ql: InfluxQL, start_ms: int, end_ms: int, range_start: int) -> None:
         window = Window(start_ms, end_ms, self.stations)
         if self.pool is None or self.clients is None:
-            points, days = await rebuild_window(ql, self.writer, window, columns=self.columns, hourly=self.hourly)
+            points, days = await rebuild_window(ql, self.writer, window, columns=self.columns,
+                                                ended_by_ms=self.ended_by_ms, hourly=self.hourly)
         else:
             loop = asyncio.get_running_loop()
             points, days = await loop.run_in_executor(self.pool, _in_worker, self.clients, window, self.columns,
-                                                      self.hourly)
+                                                      self.ended_by_ms, self.hourly)
         self.points += points  # after the await: chunks finish concurrently
         self.day_points += days
         self.finished.add((start_ms, end_ms))

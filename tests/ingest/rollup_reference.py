@@ -4,6 +4,7 @@ points are the hourly ones of each Beijing day, added up by the rules written ou
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -31,9 +32,10 @@ def _series_rows(rows: list[dict[str, Any]]) -> dict[tuple[tuple[str, str], ...]
     return {tags: sorted(rs, key=lambda r: r["time"]) for tags, rs in out.items()}
 
 
-def expected(influxd: Influxd, db: str, *, start_ms: int = 0, end_ms: int = 2**62) -> dict[Key, dict[str, float]]:
+def expected(influxd: Influxd, db: str, *, start_ms: int = 0, end_ms: int = 2**62,
+             now_ms: int | None = None) -> dict[Key, dict[str, float]]:
     """Every rollup point of the hours in ``[start_ms, end_ms)``, as (measurement, tags, hour) -> fields,
-    and the daily points of their days (:func:`days`)."""
+    and the daily points of their days that have ended by ``now_ms`` (default: now; :func:`days`)."""
     out: dict[Key, dict[str, Any]] = {}
     for spec in SPECS:
         for tags, rows in _series_rows(raw_points(influxd, db, spec.raw)).items():
@@ -55,7 +57,8 @@ def expected(influxd: Influxd, db: str, *, start_ms: int = 0, end_ms: int = 2**6
                 if spec.counter:
                     acc[spec.steps] = acc.get(spec.steps, 0) + step
     hourly = _finish(out)
-    return hourly | days(hourly)
+    ended = int(time.time() * 1000) if now_ms is None else now_ms
+    return hourly | {k: v for k, v in days(hourly).items() if k[2] + DAY_MS <= ended}
 
 
 def days(hourly: dict[Key, dict[str, float]]) -> dict[Key, dict[str, float]]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from ingest import daily
 from ingest.influxql import InfluxQL
 from ingest.journal import Journal
 from ingest.keeper import Keeper
 from ingest.retention import ensure
 from ingest.writer import InfluxV1Writer, Writer
-from telemetry.storage import HOUR_MS, OCCUPANCY_1H, Tier, hour_of
+from telemetry.storage import HOUR_MS, OCCUPANCY_1D, OCCUPANCY_1H, Tier, hour_of
 from tests.conftest import IngestFactory
 from tests.ingest import rollup_reference as ref
 from tests.mqtt import publish
@@ -25,9 +26,10 @@ def visits(influxd: Influxd, db: str) -> dict[int, int]:
     return {r["time"]: r["visits"] for r in influxd.rows(f'SELECT visits FROM "rollup"."{OCCUPANCY_1H}"', db)}
 
 
-def rolled_up(influxd: Influxd, db: str) -> bool:
-    """The stored rollups equal the definition computed from the raw points (and there are some)."""
-    want = ref.expected(influxd, db)
+def rolled_up(influxd: Influxd, db: str, now_ms: int | None = None) -> bool:
+    """The stored rollups equal the definition computed from the raw points (and there are some), the
+    days that have ended by ``now_ms`` (default: now) included."""
+    want = ref.expected(influxd, db, now_ms=now_ms)
     got = ref.stored(influxd, db)
     if not want or got.keys() != want.keys():
         return False
@@ -86,7 +88,18 @@ async def test_keeper_rolls_an_open_hour_up_once_it_has_closed_and_the_grace_has
         assert ref.stored(influxd, db) == {}
         clock[0] += 2
         assert await keeper.run_once() == 1
-        await until(lambda: rolled_up(influxd, db), what="the hour rolled up")
+        await until(lambda: rolled_up(influxd, db, now_ms=int(clock[0] * 1000)), what="the hour rolled up")
+        last = (S, daily.last_hour(h))
+        if last[1] != h:  # the day goes on: its last hour waits in the journal, due once it has closed
+            assert ref.stored(influxd, db).keys() == ref.expected(influxd, db, now_ms=int(clock[0] * 1000)).keys()
+            assert not any(m == OCCUPANCY_1D for m, _, _ in ref.stored(influxd, db)), "no point of a day going on"
+            assert (keeper.pending, journal.pending) == (1, frozenset({last}))
+            clock[0] = (last[1] + HOUR_MS) / 1000 + 29
+            assert await keeper.run_once() == 0
+            clock[0] += 2
+            assert await keeper.run_once() == 1  # a station silent in the day's last hour gets its day
+        await until(lambda: rolled_up(influxd, db, now_ms=int(clock[0] * 1000)), what="the day rolled up")
+        assert any(m == OCCUPANCY_1D for m, _, _ in ref.stored(influxd, db))
         assert keeper.pending == 0
         assert journal.pending == frozenset()
 
