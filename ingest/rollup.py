@@ -24,7 +24,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from ingest.influxql import InfluxQL, Series, Table
+from ingest.influxql import InfluxQL, Table
 from ingest.lineprotocol import tag
 from telemetry.contract import MAX_AGE_MS
 from telemetry.storage import CHARGER_1H, HOUR_MS, OCCUPANCY_1H, STATION_1H, TEMPERATURE_1H, Tier, qualified
@@ -193,39 +193,39 @@ def _statements(spec: _Spec, w: Window) -> list[str]:
 _Key = tuple[tuple[tuple[str, str], ...], int]  # (tags, hour)
 
 
-def _tags(series: Series) -> tuple[tuple[str, str], ...]:
-    """The series' tags in InfluxDB's order (its JSON sorts them by key), without empty ones."""
-    return tuple((k, v) for k, v in series.tags.items() if v)
+def _tags(table: Table) -> tuple[tuple[str, str], ...]:
+    """The series' tags sorted by key, without empty ones."""
+    return tuple((k, v) for k, v in table.tags.items() if v)
 
 
-def _hourly(results: list[Series], column: str) -> Iterator[tuple[_Key, Any]]:
-    for series in results:
-        tags = _tags(series)
-        for row in series.rows:
-            if row.get(column) is not None:
-                yield (tags, int(row["time"])), row[column]
+def _hourly(results: list[Table], column: str) -> Iterator[tuple[_Key, Any]]:
+    for table in results:
+        tags, at = _tags(table), table.columns.index(column)
+        for values in table.values:
+            if values[at] is not None:
+                yield (tags, int(values[0])), values[at]
 
 
-def _selected(results: list[Series]) -> dict[tuple[tuple[str, str], ...], tuple[int, Any]]:
+def _selected(results: list[Table]) -> dict[tuple[tuple[str, str], ...], tuple[int, Any]]:
     """A selector's one row per series: tags -> (time, value)."""
-    return {_tags(s): (int(s.rows[0]["time"]), s.rows[0]["v"]) for s in results if s.rows}
+    return {_tags(t): (int(t.values[0][0]), t.values[0][t.columns.index("v")]) for t in results if t.values}
 
 
 class _Measurement:
     """The rows of one spec's statements merged into one field dict per series and hour."""
 
-    def __init__(self, spec: _Spec, aggregates: list[Series]) -> None:
+    def __init__(self, spec: _Spec, aggregates: list[Table]) -> None:
         self.spec = spec
         self.rows: dict[_Key, dict[str, Any]] = {}
         self.before: dict[tuple[tuple[str, str], ...], tuple[int, Any]] = {}
-        for series in aggregates:
-            tags = _tags(series)
-            for row in series.rows:
-                if row.get("readings"):
-                    self.rows[tags, int(row["time"])] = {k: v for k, v in row.items() if k != "time"}
+        for table in aggregates:
+            tags, names, readings = _tags(table), table.columns[1:], table.columns.index("readings")
+            for values in table.values:
+                if values[readings]:
+                    self.rows[tags, int(values[0])] = dict(zip(names, values[1:], strict=True))
 
     @classmethod
-    def from_influxdb(cls, spec: _Spec, results: list[list[Series]]) -> _Measurement:
+    def from_influxdb(cls, spec: _Spec, results: list[list[Table]]) -> _Measurement:
         """Minutes and steps computed by InfluxDB (:func:`_statements`)."""
         aggregates, minutes, *rest = results
         m = cls(spec, aggregates)
@@ -244,18 +244,18 @@ class _Measurement:
         aggregates, columns, *before = results
         m = cls(spec, [])
         if spec.counter:
-            m.before = _selected([t.series() for t in before[0]])
+            m.before = _selected(before[0])
         for table in columns:
             m._count(table)
-        for series in (t.series() for t in aggregates):
-            tags = _tags(series)
-            for row in series.rows:
-                if (mine := m.rows.get((tags, int(row["time"])))) is not None:
-                    mine.update((k, v) for k, v in row.items() if k != "time")
+        for table in aggregates:
+            tags, names = _tags(table), table.columns[1:]
+            for values in table.values:
+                if (mine := m.rows.get((tags, int(values[0])))) is not None:
+                    mine.update(zip(names, values[1:], strict=True))
         return m
 
     def _count(self, table: Table) -> None:
-        tags = tuple((k, v) for k, v in table.tags.items() if v)
+        tags = _tags(table)
         spec, at = self.spec, table.columns.index
         previous = self.before.get(tags, (0, None))[1]
         hourly = hourly_columns(table.values, at(spec.counter) if spec.counter else 0,
@@ -268,7 +268,7 @@ class _Measurement:
             if spec.counter:
                 row[spec.steps] = steps
 
-    def _merge(self, results: list[Series], column: str, name: str) -> None:
+    def _merge(self, results: list[Table], column: str, name: str) -> None:
         for key, value in _hourly(results, column):
             if key in self.rows:
                 self.rows[key][name] = value
@@ -369,7 +369,7 @@ async def compute(ql: InfluxQL, window: Window, *, columns: bool = False) -> lis
 
 async def _by_influxdb(ql: InfluxQL, window: Window) -> list[_Measurement]:
     statements = [_statements(spec, window) for spec in SPECS]
-    flat = await ql.query([s for group in statements for s in group])
+    flat = await ql.tables([s for group in statements for s in group])
     return [_Measurement.from_influxdb(spec, part) for spec, part in zip(SPECS, _split(flat, statements), strict=True)]
 
 
@@ -397,6 +397,6 @@ async def _first_steps(ql: InfluxQL, window: Window, measurements: list[_Measure
     for m, series in wanted:
         stations = {dict(tags)["station"] for tags in series}
         statements += [_first(m.spec, window, stations), _last(m.spec, window, start, end, stations)]
-    results = await ql.query(statements)
+    results = await ql.tables(statements)
     for i, (m, _) in enumerate(wanted):
         m.add_first_steps(_selected(results[2 * i]), _selected(results[2 * i + 1]))
