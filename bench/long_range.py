@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.long_range --data-dir DIR [--stations 45] [--days 365] [--reuse]
         [--label before|after] [--rebuild [--rebuild-days N]] [--fill-rollups] [--ranges 1,30,365]
-        [--timeout 600] [--skip-raw-over DAYS] [--no-timing]
+        [--timeout 600] [--skip-raw-over DAYS] [--no-timing] [--daily-only]
 
 1. **Load** (skipped with ``--reuse`` when ``DIR`` holds this case already): the stations of the
    shipped registry (``--stations 45``) or of a synthetic one (``python -m simulator make-registry``,
@@ -316,8 +316,10 @@ def time_alerts(store: Store, case: Case, *, timeout: float) -> list[Timed]:
 # --- rebuild and storage -------------------------------------------------------------------------------
 
 def rebuild(store: Store, case: Case, directory: Path, *, days: int | None = None,
-            chunk_hours: int = 24, workers: int = 1, concurrency: int = 2) -> dict[str, object]:
-    """``python -m ingest rollup`` over the case's range (its last ``days``): wall and CPU seconds of it and influxd."""
+            chunk_hours: int = 24, workers: int = 1, concurrency: int = 2,
+            daily_only: bool = False) -> dict[str, object]:
+    """``python -m ingest rollup`` over the case's range (its last ``days``; ``daily_only``: the daily
+    rollups from the hourly ones stored): wall and CPU seconds of it and influxd."""
     influxd = store.influxd
     env = {"INFLUX_URL": influxd.url, "INFLUX_DB": store.db, "LOG_LEVEL": "INFO",
            "INGEST_SPOOL_DIR": str(directory / "spool")}
@@ -331,14 +333,15 @@ def rebuild(store: Store, case: Case, directory: Path, *, days: int | None = Non
     with (directory / "rebuild.log").open("ab") as log:
         done = subprocess.run([sys.executable, "-m", "ingest", "rollup", "--since", since, "--until", until,
                                "--chunk-hours", str(chunk_hours), "--workers", str(workers),
-                               "--concurrency", str(concurrency), "--restart"],
+                               "--concurrency", str(concurrency), "--restart",
+                               *(["--daily-only"] if daily_only else [])],
                               cwd=ROOT, env=child_env(env), stdout=log, stderr=log, check=False)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"the rebuild exited {done.returncode}: {(directory / 'rebuild.log').read_text()[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"seconds": round(seconds, 1), "since": since, "until": until, "chunk_hours": chunk_hours,
-            "workers": workers, "concurrency": concurrency,
+            "workers": workers, "concurrency": concurrency, "daily_only": daily_only,
             "rebuild_cpu_s": round(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime, 1),
             "influxd_cpu_s": round(_cpu(influxd) - influx_cpu, 1)}
 
@@ -470,6 +473,8 @@ def main() -> None:
     parser.add_argument("--rebuild-days", type=int, default=None, help="rebuild only the last N days of the range")
     parser.add_argument("--workers", type=int, default=1, help="the rebuild's --workers")
     parser.add_argument("--concurrency", type=int, default=2, help="the rebuild's --concurrency")
+    parser.add_argument("--daily-only", action="store_true",
+                        help="the rebuild's --daily-only: daily rollups from the hourly ones stored (filled ones too)")
     args = parser.parse_args()
     run(args)
 
@@ -496,7 +501,7 @@ def run(args: argparse.Namespace) -> None:
         report["case"] = asdict(case)
         if args.rebuild:
             report["rebuild"] = rebuild(store, case, directory, days=args.rebuild_days, chunk_hours=args.chunk_hours,
-                                        workers=args.workers, concurrency=args.concurrency)
+                                        workers=args.workers, concurrency=args.concurrency, daily_only=args.daily_only)
         ranges = [int(x) for x in args.ranges.split(",")]
         if args.fill_rollups:
             report["fill"] = fill_rollups(store, (case.end_ms - max(ranges) * DAY_MS, case.end_ms), args.connections)

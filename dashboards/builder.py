@@ -161,6 +161,15 @@ def binary(left: str, operator: Literal["+", "-", "*", "/"], right: str | float,
     })
 
 
+def sum_of(fields: tuple[str, ...], alias: str) -> Transformation:
+    """A new field ``alias`` = the row's sum of ``fields``, of those the frame has. A field no frame has
+    (a query that returned nothing: the rollups of a day whose first hour is still open) and a null
+    cell add 0: Grafana's reduceRow sum skips nulls, while a binary ``+`` missing an operand leaves the
+    frame without its field (calculateField's ``getBinaryCreator``)."""
+    return Transformation("calculateField", {"mode": "reduceRow", "timeSeries": False, "alias": alias,
+                                             "reduce": {"reducer": "sum", "include": list(fields)}})
+
+
 def grouping_to_matrix(column: str, row: str, value: str) -> Transformation:
     """Long rows to a matrix: one row per ``row`` value, one field per ``column`` value (the first
     field is named ``"<row>\\<column>"``). A missing cell is null: Grafana's default, an empty

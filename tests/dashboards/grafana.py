@@ -9,7 +9,7 @@
   ``(a|b)``, a single value regex-escaped, as the InfluxDB datasource's ``interpolateQueryExpr``;
 - frames: InfluxQL results as Grafana's InfluxQL backend frames them (``table``: one frame, tags as
   columns; ``time_series``: a frame per series and column);
-- transformations: the ones our panels use (organize, merge, groupBy, calculateField binary,
+- transformations: the ones our panels use (organize, merge, groupBy, calculateField binary and sum,
   joinByField, sortBy, limit, formatTime, groupingToMatrix), after Grafana's
   ``packages/grafana-data`` transformers.
 """
@@ -293,8 +293,26 @@ def _binary_operand(frame: Frame, operand: JSON) -> list[Any]:
     return frame[name]
 
 
+def _reduce_row(frames: list[Frame], options: JSON) -> list[Frame]:
+    """calculateField reduceRow with the sum reducer (``getReduceRowCreator``, ``doStandardCalcs``): over
+    the included fields the frame has, nulls skipped; no value at all sums to 0."""
+    if options["reduce"].get("reducer") != "sum" or not options["reduce"].get("include"):
+        raise AssertionError(f"calculateField {options} not emulated here")
+    out = []
+    for frame in frames:
+        columns = [frame[name] for name in options["reduce"]["include"] if name in frame]
+        values = [sum(v for v in row if v is not None) for row in zip(*columns, strict=True)] if columns \
+            else [0] * _length(frame)
+        out.append({**frame, options["alias"]: values})
+    return out
+
+
 def _calculate(frames: list[Frame], options: JSON) -> list[Frame]:
-    if options.get("mode") != "binary" or options.get("timeSeries") is not False:
+    if options.get("timeSeries") is not False:
+        raise AssertionError(f"calculateField {options} not emulated here")
+    if options.get("mode") == "reduceRow":
+        return _reduce_row(frames, options)
+    if options.get("mode") != "binary":
         raise AssertionError(f"calculateField {options} not emulated here")
     ops: dict[str, Callable[[float, float], float]] = {
         "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
