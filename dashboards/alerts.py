@@ -138,7 +138,7 @@ RULES: Final = (
         summary="驿站 {{ $labels.station }} 离线10分钟 offline for 10 minutes",
         description="No online status from {{ $labels.station }} ({{ $labels.district }}) for 10 minutes: the "
                     "device is off, its network is down or it said offline. Stations dark for more than 6 h "
-                    "leave the query (the overview's silent table still lists them)."),
+                    "leave the query (the overview's silent table lists them for 30 days)."),
     AlertRule(
         "yizhan-heating-failure", "供暖故障 Indoor below 10 °C for 15 minutes",
         Query(select('max("celsius") AS "celsius"', m("temperature"), conditions=where(TIME, "\"sensor\" = 'indoor'"),

@@ -1,8 +1,8 @@
-"""The station-offline alert at its edges, on points written for it.
+"""The silent-stations panel and the station-offline alert at their edges, on points written for them.
 
-Each test writes a few stations' statuses into its own database, ending at chosen times before a
-fixed moment ``NOW`` (30 s into a minute), and runs the rule as Grafana would at ``NOW``: which
-stations fire is decided by minutes either side of 10.
+Each test writes a few stations' readings into its own database, ending at chosen times before a
+fixed moment ``NOW`` (30 s into a minute), and runs the panel or the rule as Grafana would at
+``NOW``: which stations are listed or fire is decided by minutes either side of 10.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from dashboards import alerts
+import pytest
+
+from dashboards import alerts, overview
 from dashboards.builder import Query
 from tests.dashboards.conftest import SimulatedDay
 from tests.dashboards.grafana import TimeRange, interpolate
-from tests.dashboards.panels import evaluate
+from tests.dashboards.panels import assignments, evaluate, find, run_panel
 from tests.rig import Influxd
 
 MINUTE_MS = 60_000
@@ -23,11 +25,13 @@ NOW = 1_796_000_000_000 // MINUTE_MS * MINUTE_MS + 30_000
 """A moment 30 s into a minute (2026-11-29 UTC), so that a minute either way is a whole bucket either way."""
 HISTORY_MS = 2 * HOUR_MS
 """Each station reports once a minute for this long before its last reading."""
+SILENT = "超过10分钟无数据 Stations silent for more than 10 minutes"
+OCCUPANCY = "seq={seq}i,people=1i"
 ONLINE = "online=true"
 
 
 def _day(influxd: Influxd, db: str) -> SimulatedDay:
-    """This test's database, for the panel runner (which reads the simulated day's)."""
+    """This test's database, for the runners of panels and rules (which read the simulated day's)."""
     return SimulatedDay(influxd, db, Path("/dev/null"))
 
 
@@ -40,6 +44,36 @@ def _write(influxd: Influxd, db: str, measurement: str, fields: str, last: dict[
         lines += [f"{measurement},station={station},district=kongtong {fields.format(seq=seq)} {t}"
                   for seq, t in enumerate(times, 1)]
     influxd.write(db, "\n".join(lines))
+
+
+def _silent(day: SimulatedDay, now_ms: int = NOW) -> dict[str, float]:
+    case = find(overview.UID, SILENT)
+    (run,) = [run_panel(day, case, chosen, now_ms=now_ms) for chosen in assignments(day, case.dashboard)]
+    return {station: minutes for frame in run.frames()
+            for station, minutes in zip(frame["station"], frame["silent_minutes"], strict=True)}
+
+
+WINDOW_MS = overview.SILENT_DAYS * 24 * HOUR_MS
+
+
+def test_silent_stations_are_the_ones_whose_newest_reading_is_more_than_10_minutes_old(influxd: Influxd,
+                                                                                       db: str) -> None:
+    last = {"S-LIVE": 30_000, "S-9": 9 * MINUTE_MS, "S-10": 10 * MINUTE_MS, "S-10-1S": 10 * MINUTE_MS + 1000,
+            "S-11": 11 * MINUTE_MS, "S-7H": 7 * HOUR_MS, "S-GONE": WINDOW_MS + HISTORY_MS + MINUTE_MS}
+    _write(influxd, db, "occupancy", OCCUPANCY, last)
+    _write(influxd, db, "station_status", ONLINE, {"S-LIVE": 0})  # the district variable's values
+    got = _silent(_day(influxd, db))
+    assert got == pytest.approx({"S-10-1S": 10 + 1 / 60, "S-11": 11, "S-7H": 420}), got
+    # S-GONE's readings all lie before the panel's range: it has left the table
+
+
+def test_silent_station_minutes_are_counted_from_the_end_of_the_range(influxd: Influxd, db: str) -> None:
+    _write(influxd, db, "occupancy", OCCUPANCY, {"S-A": 0})
+    _write(influxd, db, "station_status", ONLINE, {"S-A": 0})
+    day = _day(influxd, db)
+    assert _silent(day, NOW + 10 * MINUTE_MS) == {}
+    assert _silent(day, NOW + 10 * MINUTE_MS + 1) == pytest.approx({"S-A": 10 + 1 / MINUTE_MS})
+    assert _silent(day, NOW + 25 * HOUR_MS) == pytest.approx({"S-A": 25 * 60})
 
 
 OFFLINE = next(r for r in alerts.RULES if r.uid == "yizhan-station-offline")
