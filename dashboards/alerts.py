@@ -4,8 +4,8 @@ Every rule is the same three steps: an InfluxQL query ``A`` over the last ``wind
 (``$timeFilter``), ``B`` reduces each series to one number, ``C`` compares it with a threshold.
 Series carry their GROUP BY tags as labels, so one rule alerts per station (or charger).
 
-    station-offline    no online status for 10 minutes (a 10-minute moving average of online
-                       heartbeats per minute, filled with 0, reaches 0)
+    station-offline    no online status for 10 minutes (the newest online status of the last 6 h
+                       is older than the newest 10 one-minute buckets)
     heating-failure    every indoor reading of the last 15 minutes below 10 °C
     charger-fault      a charger reported a fault code in the last 5 minutes
     pipeline-down      no occupancy reading from any station for 5 minutes (no data alerts too)
@@ -24,7 +24,7 @@ from typing import Final, Literal
 
 from dashboards import station
 from dashboards.builder import DATASOURCE_UID, JSON, Query
-from dashboards.influxql import TIME, m, monitor, select, tags, where
+from dashboards.influxql import TIME, m, monitor, select, sub, tags, where
 
 FOLDER_UID: Final = "yizhan"
 FOLDER_TITLE: Final = "驿站 Yizhan"
@@ -112,18 +112,33 @@ class AlertRule:
         return out
 
 
+OFFLINE_MINUTES: Final = 10
+_BY_STATION: Final = tags("station", "district")
+
+
+def _online_lately() -> Query:
+    """Per station, 1 when its newest online status of the range lies in the newest :data:`OFFLINE_MINUTES`
+    one-minute buckets (the newest is the minute so far), else 0: what the moving average of its online
+    statuses per minute over the whole range said (5.9 s at 1,000 stations; this reads one status per
+    station). The range (6 h) only says which stations are watched. The outer query takes no time
+    filter: it does not group by time (:mod:`dashboards.influxql`)."""
+    newest = select('"online"', m("station_status"), conditions=where(TIME, '"online" = true'), group=_BY_STATION,
+                    newest_first=True, limit=1)
+    minutes = select('count("online") AS "online"', sub(newest), group=f"time(1m), {_BY_STATION}", fill="0",
+                     newest_first=True, limit=OFFLINE_MINUTES)
+    return Query(select('sum("online") AS "online_lately"', sub(minutes), conditions=None, group=_BY_STATION,
+                        newest_first=True), columns=("online_lately",))
+
+
 RULES: Final = (
     AlertRule(
-        "yizhan-station-offline", "驿站离线 Station offline for 10 minutes",
-        Query(select('moving_average(count("online"), 10) AS "online_per_minute"', m("station_status"),
-                     conditions=where(TIME, '"online" = true'), group=f'time(1m), {tags("station", "district")}',
-                     fill="0"), columns=("online_per_minute",)),
-        window_s=6 * 3600, reducer="last", operator="lt", threshold=0.01, severity="critical",
+        "yizhan-station-offline", f"驿站离线 Station offline for {OFFLINE_MINUTES} minutes", _online_lately(),
+        window_s=6 * 3600, reducer="last", operator="lt", threshold=1, severity="critical",
         panel="在线/离线 Online / offline",
         summary="驿站 {{ $labels.station }} 离线10分钟 offline for 10 minutes",
         description="No online status from {{ $labels.station }} ({{ $labels.district }}) for 10 minutes: the "
                     "device is off, its network is down or it said offline. Stations dark for more than 6 h "
-                    "leave the query (the overview's silent table still lists them)."),
+                    "leave the query (the overview's silent table lists them for 30 days)."),
     AlertRule(
         "yizhan-heating-failure", "供暖故障 Indoor below 10 °C for 15 minutes",
         Query(select('max("celsius") AS "celsius"', m("temperature"), conditions=where(TIME, "\"sensor\" = 'indoor'"),

@@ -119,7 +119,7 @@ def _today(column: str, expected_per_minute: float, closed: tuple[str, str], raw
 def occupancy_query() -> tuple[Query, Query]:
     """The range (today), per station: the share of its minutes with an occupancy reading, from the
     rollups' ``minutes`` of closed hours and the open hour's non-empty minutes."""
-    minutes = select('count("seq") AS "c"', m("occupancy"), conditions=where(rollups.WINDOW, IN_DISTRICT),
+    minutes = select('count("seq") AS "c"', m("occupancy"), conditions=where(rollups.HOUR_WINDOW, IN_DISTRICT),
                      group=f"time(1m), {tags(*_STATION)}")
     return _today(OCCUPANCY_COLUMN, OCCUPANCY_SHARE, ("minutes", OCCUPANCY_1H), ('count("c")', sub(minutes)),
                   IN_DISTRICT, raw_filtered=True)

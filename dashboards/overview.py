@@ -46,8 +46,9 @@ GAZETTEER = "public/gazetteer/yizhan-stations.json"
 NOW = "15m"
 """Panels about "now" look at the last 15 minutes: a station silent longer counts as absent."""
 SILENT_MINUTES = 10
-SILENT_WINDOW = "6h"
-"""The silent-stations panel counts minutes over this much: one-minute buckets of a month would take minutes."""
+SILENT_DAYS = 30
+SILENT_WINDOW = f"{SILENT_DAYS}d"
+"""The silent-stations panel's range: a station silent longer has left it (its cost hardly grows with it)."""
 
 DISTRICT = Variable("district", "区县 District", 'SHOW TAG VALUES FROM "station_status" WITH KEY = "district"',
                     multi=True, include_all=True, all_value=".*")
@@ -148,16 +149,22 @@ def map_row(registry: Registry) -> Row:
 
 def _silent() -> Panel:
     by = tags("station", "district")
-    # Minutes aligned on the end of the range (${__to}), newest first: counting backwards, a
-    # cumulative sum stays 0 over the trailing minutes without a reading, and their number is how
-    # long the station has been silent.
-    minutes = select('count("seq") AS "n"', m("occupancy"), conditions=where(TIME, IN_DISTRICT),
-                     group=f"time(1m, ${{__to}}ms), {by}", fill="0", newest_first=True)
-    backwards = select('cumulative_sum("n") AS "c"', sub(minutes), group=by, newest_first=True)
-    silent = select('count("c") AS "silent_minutes"', sub(backwards), conditions=where(TIME, '"c" = 0'), group=by,
-                    newest_first=True)
-    longer = f'"silent_minutes" > {SILENT_MINUTES}'
-    query = Query(select('"silent_minutes"', sub(silent), conditions=where(TIME, longer), group=by, newest_first=True),
+    # Each station's newest reading in the range (raw, at its own time) and a point at ${__to}: the
+    # newest of the range's buckets aligned on ${__to}, which fill(0) makes for every station of the
+    # first query. The two sources merge per series, and elapsed() between its two points is how long
+    # the station has been silent (1.6 does not merge them in time order: either sign, hence abs()).
+    # Two points per station, where one-minute buckets of every station over 6 h took 2-12 s at
+    # 1,000 stations. The two outer queries take no time filter: they do not group by time.
+    newest = select('"seq"', m("occupancy"), conditions=where(TIME, IN_DISTRICT), group=by, newest_first=True,
+                    limit=1)
+    at_end = select('count("seq") AS "seq"', sub(newest), group=f"time({SILENT_WINDOW}, ${{__to}}ms), {by}",
+                    fill="0", newest_first=True, limit=1)
+    gap = select('elapsed("seq", 1ms) AS "silent_ms"', f"{sub(newest)}, {sub(at_end)}", conditions=None, group=by,
+                 newest_first=True)
+    limit_ms = SILENT_MINUTES * 60_000
+    longer = f'("silent_ms" > {limit_ms} OR "silent_ms" < -{limit_ms})'
+    query = Query(select('abs("silent_ms") / 60000 AS "silent_minutes"', sub(gap), conditions=longer, group=by,
+                         newest_first=True),
                   columns=("station", "district", "silent_minutes"), table=True)
     return Panel("table", f"超过{SILENT_MINUTES}分钟无数据 Stations silent for more than {SILENT_MINUTES} minutes",
                  (query,), 12, 8, time_from=SILENT_WINDOW, unit="m", no_value="无 none",
@@ -167,10 +174,10 @@ def _silent() -> Panel:
                  links=(station_link(),),
                  transformations=(organize(exclude=("Time",)), sort_by("silent_minutes", desc=True)),
                  options={"showHeader": True, "cellHeight": "sm"},
-                 description="Stations with no occupancy reading (one a minute when healthy) in the last "
-                             f"{SILENT_MINUTES}+ minutes, and for how long, counted over the last {SILENT_WINDOW} "
-                             "(a panel about now: its cost grows with its range; longer outages show on the "
-                             "offline count and the station's timeline).")
+                 description="Stations whose newest occupancy reading (one a minute when healthy) is more than "
+                             f"{SILENT_MINUTES} minutes old, and how long ago it came, among the stations heard "
+                             f"from in the last {SILENT_DAYS} days (the panel's range: a station silent for longer "
+                             "has left the table).")
 
 
 def _throughput() -> Panel:

@@ -7,15 +7,17 @@ two queries and adds them in Grafana:
   ``H + 1 h <= floor_hour(to)``, i.e. ``time <= ${__to}ms - 1h`` (rollup points are stamped on the
   hour, so this is exact without knowing where the hour starts);
 - **open**: the raw points of the open hour ``[floor_hour(to), to]``. InfluxQL cannot floor a
-  time, so the open hour is the newest bucket of ``GROUP BY time(1h) fill(0)`` over the last
-  :data:`LOOKBACK_HOURS` (:func:`newest_hour`): the step across the hour boundary is counted in
-  it, as in the rollups, because the reading before it lies in the same window. That bucket is
-  the open part's one row per series (a counter's steps) or per group, stamped with the open
-  hour's start; Grafana's groupBy sums the rows per key, a panel per day formats both parts'
-  times as Beijing days before adding them (:func:`per_day`), a panel without days drops its
-  time. No query regroups that bucket: on InfluxDB 1.6 a third level of subquery (per day) cost
-  0.65-0.9 s over 45 stations' six hours, ten times the rest, and regrouping 1,000 stations'
-  steps per district 64 s against 4.4 s a row per station.
+  time, so the open hour is the newest bucket of ``GROUP BY time(1h) fill(0)`` over a window
+  ending at ``${__to}`` (:func:`newest_hour`): for counts, minima and maxima the last hour
+  (:data:`HOUR_WINDOW`, two buckets whatever the minute); for a counter's steps the last
+  :data:`LOOKBACK_HOURS` (:data:`WINDOW`, :func:`open_steps`), so that the step across the hour
+  boundary is counted in it, as in the rollups, because the reading before it lies in the same
+  window. That bucket is the open part's one row per series (a counter's steps) or per group,
+  stamped with the open hour's start; Grafana's groupBy sums the rows per key, a panel per day
+  formats both parts' times as Beijing days before adding them (:func:`per_day`), a panel without
+  days drops its time. No query regroups that bucket: on InfluxDB 1.6 a third level of subquery
+  (per day) cost 0.65-0.9 s over 45 stations' six hours, ten times the rest, and regrouping 1,000
+  stations' steps per district 64 s against 4.4 s a row per station.
 
 Grafana's ``${__to:date:FORMAT}`` cannot name the open hour's start instead: a custom format may
 not contain ``:`` and is rendered in the browser's time zone (Grafana's documentation of global
@@ -43,7 +45,17 @@ CLOSED: Final = "time <= ${__to}ms - 1h"
 """Rollup hours that ended by the start of the open hour."""
 LOOKBACK_HOURS: Final = 6
 """How far back the open hour's first step finds the reading before it."""
-WINDOW: Final = f"time >= ${{__to}}ms - {LOOKBACK_HOURS}h AND time <= ${{__to}}ms"
+
+
+def _last_hours(hours: int) -> str:
+    return f"time >= ${{__to}}ms - {hours}h AND time <= ${{__to}}ms"
+
+
+WINDOW: Final = _last_hours(LOOKBACK_HOURS)
+"""Where a counter's steps in the open hour are taken from (:func:`open_steps`)."""
+HOUR_WINDOW: Final = _last_hours(1)
+"""The open hour and part of the hour before it: all that counts, minima and maxima of the open
+hour read (a sixth of :data:`WINDOW`'s raw points); as hourly buckets, exactly two."""
 OPEN_SUFFIX: Final = "_open"
 
 
@@ -57,12 +69,13 @@ def closed(fields: str, measurement: str, *conditions: str, group: str, fill: st
     return select(fields, rollup(measurement), conditions=where(TIME, CLOSED, *conditions), group=group, fill=fill)
 
 
-def newest_hour(fields: str, source: str, *conditions: str, per: tuple[str, ...]) -> str:
-    """``fields`` in the open hour, per series: :data:`WINDOW` has ``LOOKBACK_HOURS + 1`` hourly buckets,
-    every one filled with 0, and the open hour is the last (``last()`` over filled buckets and an outer
-    query without a time filter both return wrong results on InfluxDB 1.6, so it is taken by OFFSET)."""
-    return select(fields, source, conditions=where(WINDOW, *conditions), group=f"time(1h), {tags(*per)}", fill="0",
-                  limit=1, offset=LOOKBACK_HOURS)
+def newest_hour(fields: str, source: str, *conditions: str, per: tuple[str, ...], hours: int = 1) -> str:
+    """``fields`` in the open hour, per series: the last ``hours`` (:data:`HOUR_WINDOW`, or :data:`WINDOW`
+    with ``LOOKBACK_HOURS``) are ``hours + 1`` hourly buckets, every one filled with 0, and the open hour
+    is the last (``last()`` over filled buckets and an outer query without a time filter both return
+    wrong results on InfluxDB 1.6, so it is taken by OFFSET)."""
+    return select(fields, source, conditions=where(_last_hours(hours), *conditions), group=f"time(1h), {tags(*per)}",
+                  fill="0", limit=1, offset=hours)
 
 
 def open_steps(counter: str, measurement: str, name: str, *conditions: str, per: tuple[str, ...]) -> str:
@@ -73,7 +86,7 @@ def open_steps(counter: str, measurement: str, name: str, *conditions: str, per:
     out = name + OPEN_SUFFIX
     steps = select(f'non_negative_difference("{counter}") AS "{out}"', m(measurement),
                    conditions=where(WINDOW, *conditions), group=tags(*per))
-    return newest_hour(f'sum("{out}") AS "{out}"', sub(steps), per=per)
+    return newest_hour(f'sum("{out}") AS "{out}"', sub(steps), per=per, hours=LOOKBACK_HOURS)
 
 
 def combine(keys: tuple[str, ...], name: str) -> tuple[Transformation, ...]:

@@ -11,8 +11,9 @@ Queries (InfluxQL cannot union measurements):
 - the open hour's readings of each raw measurement, ``received_<measurement>``
   (:func:`dashboards.rollups.newest_hour`); a name each, so that Grafana's merge never takes two
   equal counts for one;
-- the first and last ``seq`` of the last hours of the range, raw, of every measurement in one
-  query (a minimum and a maximum can take the closed hours' readings again).
+- the first and last ``seq`` of the range's last hour (:data:`dashboards.rollups.HOUR_WINDOW`),
+  raw, of every measurement in one query: it holds the open hour, and a minimum and a maximum can
+  take the closed hours' readings again.
 
 The panel merges the frames, groups them by station (sums of counts, min of firsts, max of ends)
 and adds up the counts, then two calculations.
@@ -47,11 +48,11 @@ def _open_hour(measurement: str, name: str, condition: str, group: tuple[str, ..
 
 def queries(condition: str, group: tuple[str, ...]) -> tuple[Query, ...]:
     """The closed hours' ``received``, ``first_seq`` and ``end_seq`` (max + 1) per group, each raw
-    measurement's ``received_<measurement>`` in the open hour, and the raw ends of the last hours."""
+    measurement's ``received_<measurement>`` in the open hour, and the raw ends of the last hour."""
     closed = rollups.closed('sum("seq_count") AS "received", min("seq_first") AS "first_seq", '
                             'max("seq_last") + 1 AS "end_seq"', STATION_1H, condition, group=tags(*group))
     ends = select(_ENDS, ", ".join(m(measurement) for measurement in MEASUREMENTS),
-                  conditions=where(TIME, rollups.WINDOW, condition), group=tags(*group))
+                  conditions=where(TIME, rollups.HOUR_WINDOW, condition), group=tags(*group))
     return (Query(closed, columns=(*group, "received", "first_seq", "end_seq"), table=True),
             *(_open_hour(measurement, name, condition, group) for measurement, name in zip(MEASUREMENTS, _OPEN,
                                                                                          strict=True)),
