@@ -35,12 +35,12 @@ from dashboards.builder import (
     Query,
     Row,
     Step,
-    binary,
     lines,
     organize,
     override,
     sort_by,
     station_link,
+    sum_of,
     thresholds,
 )
 from dashboards.influxql import IN_DISTRICT, TIME, m, monitor, one_of, select, sub, tags, where
@@ -272,7 +272,7 @@ def trust_table(registry: Registry) -> Panel:
     return Panel(
         "table", "今日可信度 Can today's numbers be trusted? One row per station", queries, 24, 14, time_from=TODAY,
         transformations=(*seqgaps.transformations(("station", "district"), _AGGREGATES),
-                         *(binary(f"{c} (sum)", "+", f"{c}{rollups.OPEN_SUFFIX} (sum)", c) for c in PERCENTAGES),
+                         *(sum_of((f"{c} (sum)", f"{c}{rollups.OPEN_SUFFIX} (sum)"), c) for c in PERCENTAGES),
                          organize(exclude=(*seqgaps.PARTS, seqgaps.PRODUCED, *_PARTS),
                                   rename=TRUST_COLUMNS, order=tuple(TRUST_COLUMNS)),
                          sort_by("人数 occupancy %")),

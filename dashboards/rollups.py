@@ -26,7 +26,9 @@ browser's offset is whole hours, and alert rules and the gateway have no browser
 
 The two frames name their value differently (``visits`` and ``visits_open``) so Grafana's merge
 never takes a closed row and an open row for one; a groupBy sums each per key and a calculation
-adds them (:func:`combine`). The hour just closed is read from its rollup, which ingest writes
+adds them (:func:`combine`; a sum of the row's fields, so that in a period's first hour, when the
+closed query has no row and its field is in no frame, the open part alone is the figure: a binary
+``+`` would leave the field out). The hour just closed is read from its rollup, which ingest writes
 within about a minute of the hour's end.
 
 Every range a panel uses starts on an hour (days, months, years of Beijing time, whose hours are
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from dashboards.builder import Transformation, binary, format_time, group_by, grouping_to_matrix, merge, organize
+from dashboards.builder import Transformation, format_time, group_by, grouping_to_matrix, merge, organize, sum_of
 from dashboards.influxql import TIME, m, select, sub, tags, where
 from telemetry.storage import Tier, qualified
 
@@ -99,7 +101,7 @@ def combine(keys: tuple[str, ...], name: str) -> tuple[Transformation, ...]:
         *(() if "Time" in keys else (organize(exclude=("Time",)),)),
         merge(),
         group_by(keys, {name: ("sum",), name + OPEN_SUFFIX: ("sum",)}),
-        binary(closed_sum, "+", open_sum, name),
+        sum_of((closed_sum, open_sum), name),  # a period's first hour has no closed row: open alone
         organize(exclude=(closed_sum, open_sum)),
     )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Final
 
 from dashboards import rollups
-from dashboards.builder import Query, Transformation, binary, group_by, merge, organize
+from dashboards.builder import Query, Transformation, binary, group_by, merge, organize, sum_of
 from dashboards.influxql import TIME, m, select, tags, where
 from telemetry.storage import STATION_1H
 
@@ -35,8 +35,8 @@ END: Final = "end_seq (max)"
 PRODUCED: Final = "produced"
 GAPS: Final = "seq_gaps"
 _OPEN: Final = tuple(f"received_{measurement}" for measurement in MEASUREMENTS)
-PARTS: Final = (FIRST, END, "received (sum)", *(f"{name} (sum)" for name in _OPEN),
-                *(f"received{'+' * (i + 1)}" for i in range(len(_OPEN) - 1)))
+_SUMS: Final = ("received (sum)", *(f"{name} (sum)" for name in _OPEN))
+PARTS: Final = (FIRST, END, *_SUMS)
 """The fields the calculations are made of, for the panels to hide."""
 _ENDS: Final = 'min("seq") AS "first_seq", max("seq") + 1 AS "end_seq"'
 
@@ -65,15 +65,11 @@ def transformations(group: tuple[str, ...],
     ``received``, ``produced`` and ``seq_gaps`` (and the :data:`PARTS` they are made of)."""
     aggregate = {"received": ("sum",), **dict.fromkeys(_OPEN, ("sum",)), "first_seq": ("min",),
                  "end_seq": ("max",), **(extra or {})}
-    sums = ["received (sum)", *(f"{name} (sum)" for name in _OPEN)]
-    totals = [*(f"received{'+' * (i + 1)}" for i in range(len(_OPEN) - 1)), RECEIVED]
-    adds = [binary(left, "+", right, total) for left, right, total in zip([sums[0], *totals], sums[1:], totals,
-                                                                          strict=False)]
     return (
         organize(exclude=("Time",)),  # each query's own time: without it, rows merge on the group alone
         merge(),
         group_by(group, aggregate),
-        *adds,
+        sum_of(_SUMS, RECEIVED),  # in a day's first hour the closed hours' query has no row
         binary(END, "-", FIRST, PRODUCED),
         binary(PRODUCED, "-", RECEIVED, GAPS),
     )

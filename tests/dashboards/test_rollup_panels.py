@@ -37,7 +37,20 @@ def _moments() -> list[int]:
 MOMENTS = _moments()
 
 
+def _first_hour_of_today() -> int:
+    """20 minutes into the Beijing day (yesterday's, if today's are not yet 20 minutes old): its closed
+    hours have no rollup point, a today panel's figure is the open hour's alone."""
+    now = int(time.time() * 1000) - SETTLE_MS
+    moment = now - (now + BEIJING_MS) % DAY_MS + 20 * 60_000
+    return moment if moment <= now else moment - DAY_MS
+
+
+FIRST_HOUR = _first_hour_of_today()
+
+
 def _id(moment: int) -> str:
+    if moment == FIRST_HOUR:
+        return "20 min into the day"
     return f"{(moment % HOUR_MS) // 1000}s into the hour" if moment != MOMENTS[-1] else "now"
 
 
@@ -192,7 +205,7 @@ def _raw_times(day: SimulatedDay, measurement: str, window: TimeRange) -> dict[s
     return out
 
 
-@pytest.mark.parametrize("moment", MOMENTS, ids=_id)
+@pytest.mark.parametrize("moment", [*MOMENTS, FIRST_HOUR], ids=_id)
 def test_trust_table_on_rollups_equals_the_raw_minutes_and_readings(simulated_day: SimulatedDay,
                                                                     moment: int) -> None:
     """Today's completeness per station, closed hours from the rollups and the open hour raw, equals
@@ -217,6 +230,11 @@ def test_trust_table_on_rollups_equals_the_raw_minutes_and_readings(simulated_da
         assert {s: r[titles[kind.column]] for s, r in rows.items() if s in kinds[kind.name]} == \
             pytest.approx(kinds[kind.name]), kind.name
     assert occupancy, "the simulated day has occupancy readings today"
+    received: dict[str, int] = defaultdict(int)
+    for measurement in seqgaps.MEASUREMENTS:
+        for station, times in _raw_times(simulated_day, measurement, window).items():
+            received[station] += len(times)
+    assert {s: r[titles[seqgaps.RECEIVED]] for s, r in rows.items() if s in received} == received
 
 
 @pytest.mark.parametrize("kind", [completeness.CHARGERS, completeness.TEMPERATURE], ids=lambda k: k.name)
