@@ -76,8 +76,8 @@ class _Bar:
         self.last = now
         elapsed = time.time() - p.started
         eta = elapsed / p.fraction - elapsed if p.fraction else 0.0
-        text = (f"{p.fraction:4.0%} {p.hours_done}/{p.hours_total} hours, {p.points} points, "
-                f"{elapsed:.0f} s, {eta:.0f} s to go")
+        text = (f"{p.fraction:4.0%} {p.hours_done}/{p.hours_total} hours, {p.points} hourly + {p.day_points} daily "
+                f"points, {elapsed:.0f} s, {eta:.0f} s to go")
         if self.tty:
             filled = int(p.fraction * 30)
             self.out.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {text}")

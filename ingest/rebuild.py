@@ -50,6 +50,7 @@ class Progress:
     points: int
     started: float
     resumed_at_ms: int | None = None
+    day_points: int = 0
 
     @property
     def fraction(self) -> float:
@@ -220,7 +221,8 @@ class _Run:
         self.mark.save(self.done_ms)
         if self.on_progress is not None:
             hours = (self.done_ms - range_start) // HOUR_MS + sum(e - s for s, e in self.finished) // HOUR_MS
-            self.on_progress(Progress(hours, self.hours_total, self.points, self.started, self.resumed))
+            self.on_progress(Progress(hours, self.hours_total, self.points, self.started, self.resumed,
+                                      self.day_points))
 
 
 @contextmanager
