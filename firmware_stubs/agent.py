@@ -33,7 +33,7 @@ from typing import Final, Literal, Self
 from firmware_stubs import __version__
 from firmware_stubs.buffer import Buffer, NewReading, Row
 from firmware_stubs.clock import Clock, WallClock
-from firmware_stubs.connection import Address, Connection, Events
+from firmware_stubs.connection import Address, Connection, Endpoint, Events
 from firmware_stubs.drivers import Drivers
 from firmware_stubs.outbox import MAX_INFLIGHT, Outbox
 from firmware_stubs.remote_config import RemoteConfig
@@ -121,7 +121,7 @@ class Agent:
         self._schedule = Schedule(clock=self._clock, config=self._remote.config, sampler=self._sampler,
                                   on_tick=self._on_tick, name=sid)
         self._connection = Connection(
-            endpoints=[b.endpoint(f"station-{sid}", keepalive) for b in brokers],
+            endpoints=[Endpoint.of(b, f"station-{sid}", keepalive) for b in brokers],
             will=(self._topics[Kind.STATUS], WILL), subscribe=self._topics[Kind.CONFIG],
             max_inflight=MAX_INFLIGHT + 100, transport=transport, backoff=backoff or default_backoff(),
             clock=self._clock, connect_timeout=connect_timeout, name=sid,

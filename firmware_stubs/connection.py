@@ -38,6 +38,7 @@ from firmware_stubs.exceptions import ConnectError
 from firmware_stubs.failover import Failover
 from firmware_stubs.transport import Transport, close_socket
 from telemetry.backoff import Backoff
+from telemetry.settings import BrokerNode
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +50,8 @@ QoS 0 subscription's queue is transient and goes with its node. Nothing is lost:
 (sent again on every connect) and its generation makes a copy seen twice harmless."""
 
 
-@dataclass(slots=True, frozen=True)
-class Address:
-    """A broker (one node of a cluster) and the credentials the station logs in with there."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    tls: ssl.SSLContext | None = None
-
-    def endpoint(self, client_id: str, keepalive: int) -> Endpoint:
-        return Endpoint(self.host, self.port, client_id, self.username, self.password, self.tls, keepalive)
+Address = BrokerNode
+"""A broker (one node of a cluster) and the credentials the station logs in with there."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -74,6 +65,10 @@ class Endpoint:
     password: str | None = None
     tls: ssl.SSLContext | None = None
     keepalive: int = 60
+
+    @classmethod
+    def of(cls, broker: Address, client_id: str, keepalive: int) -> Endpoint:
+        return cls(broker.host, broker.port, client_id, broker.username, broker.password, broker.tls, keepalive)
 
 
 @dataclass(slots=True, frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from firmware_stubs.agent import Address, Agent
@@ -30,13 +31,11 @@ def station_of(settings: Settings) -> Station:
 
 def addresses(settings: Settings, station: Station) -> list[Address]:
     """Every broker of ``MQTT_URL``; the user name is the URL's, else the station's with ``STATION_PASSWORD``."""
-    out = []
-    for url in settings.mqtt_urls:
-        username, password = url.username, url.password
-        if settings.station_password:
-            username, password = username or station.id, settings.station_password
-        out.append(Address(url.host, url.port, username, password, settings.mqtt_tls_context(url)))
-    return out
+    nodes = settings.mqtt_nodes()
+    if not settings.station_password:
+        return nodes
+    return [dataclasses.replace(n, username=n.username or station.id, password=settings.station_password)
+            for n in nodes]
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event) -> None:

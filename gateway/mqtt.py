@@ -28,7 +28,6 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
@@ -39,6 +38,7 @@ from gateway.configs import DesiredConfigs
 from gateway.exceptions import DependencyUnavailableError
 from telemetry.backoff import Backoff
 from telemetry.contract import SUBSCRIPTION, AgentConfig, Kind, topic
+from telemetry.settings import BrokerNode
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +125,8 @@ class MqttLink:
                                                      f"acknowledged: {exc}") from exc
 
 
-@dataclass(slots=True, frozen=True)
-class Node:
-    """One broker of ``MQTT_URL`` and how the gateway logs in there."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    tls: ssl.SSLContext | None = None
+Node = BrokerNode
+"""One broker of ``MQTT_URL`` and how the gateway logs in there."""
 
 
 class MqttCluster:

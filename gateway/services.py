@@ -17,7 +17,7 @@ from gateway.exceptions import DependencyUnavailableError, InfluxQueryError
 from gateway.geo import GeoIndex
 from gateway.influx import InfluxReader
 from gateway.live import LiveState
-from gateway.mqtt import MqttCluster, Node
+from gateway.mqtt import MqttCluster
 from telemetry.codec import Decoder
 from telemetry.registry import Registry
 
@@ -66,8 +66,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
     decoder = Decoder(registry)  # one for the live state and the HTTP ingress: same verdicts, one route cache
     live = LiveState(registry, decoder)
     metrics = GatewayMetrics()
-    link = MqttCluster(nodes=[Node(u.host, u.port, u.username, u.password, settings.mqtt_tls_context(u))
-                              for u in settings.mqtt_urls],
+    link = MqttCluster(nodes=settings.mqtt_nodes(),
                        stations=[s.id for s in registry.reporting], client_id=settings.gateway_mqtt_client_id,
                        on_live=live.on_message, on_config=live.desire)
     metrics.mqtt_connected.set_function(lambda: 1 if link.connected.is_set() else 0)

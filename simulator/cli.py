@@ -14,7 +14,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from firmware_stubs.agent import Address
 from firmware_stubs.config import ReplaySettings
 from simulator.config import Settings, fault_flags, parse_start
 from simulator.exceptions import SimulatorError
@@ -67,13 +66,12 @@ def simulation(args: argparse.Namespace, settings: Settings) -> Simulation:
     if start < time.time() - MAX_AGE_DAYS * 86400:
         raise SimulatorError(f"--start is more than {MAX_AGE_DAYS} days ago: ingest would reject every reading")
     replay = replay_settings(args, settings)
-    first, *others = settings.mqtt_urls
+    first, *others = settings.mqtt_nodes()
     chosen = stations(args, settings)
     _raise_file_limit(len(chosen))
-    broker = Broker(first.host, first.port, first.username, first.password, settings.mqtt_tls_context(first),
+    broker = Broker(first.host, first.port, first.username, first.password, first.tls,
                     passwords=_passwords(args.secrets) if args.secrets else None,
-                    others=tuple(Address(u.host, u.port, u.username, u.password, settings.mqtt_tls_context(u))
-                                 for u in others))
+                    others=tuple(others))
     return Simulation(
         stations=chosen, broker=broker,
         start=start, speed=None if math.isinf(speed) else speed, duration=args.duration, seed=args.seed,

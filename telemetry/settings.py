@@ -97,6 +97,18 @@ def parse_url_list(text: str, parse: Callable[[str], T]) -> tuple[T, ...]:
 
 
 @dataclass(slots=True, frozen=True)
+class BrokerNode:
+    """One broker (a node of a cluster) and how a client logs in there: what ``MQTT_URL`` names, with
+    the TLS context built (:meth:`MqttSettings.mqtt_nodes`)."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+
+
+@dataclass(slots=True, frozen=True)
 class MqttUrl:
     """``mqtt://user:password@host:port`` or ``mqtts://...`` (TLS), parsed."""
 
@@ -165,6 +177,10 @@ class MqttSettings(_Base):
     def mqtt(self) -> MqttUrl:
         """The first broker of ``MQTT_URL`` (what a client of one broker uses)."""
         return self.mqtt_urls[0]
+
+    def mqtt_nodes(self) -> list[BrokerNode]:
+        """Every broker of ``MQTT_URL`` with its URL's login and TLS context, in order."""
+        return [BrokerNode(u.host, u.port, u.username, u.password, self.mqtt_tls_context(u)) for u in self.mqtt_urls]
 
     def mqtt_tls_context(self, url: MqttUrl | None = None) -> ssl.SSLContext | None:
         """The TLS context for ``url`` (default the first) when it is ``mqtts://`` (system CAs unless
