@@ -79,7 +79,7 @@ def check_password(password: str, hashed: str) -> bool:
         raw = base64.b64decode(hashed, validate=True)
     except ValueError:
         return False
-    return len(raw) == _SALT_BYTES + 32 and hmac.compare_digest(hash_password(password, salt=raw[:4]), hashed)
+    return len(raw) == _SALT_BYTES + 32 and hmac.compare_digest(hash_password(password, salt=raw[:_SALT_BYTES]), hashed)
 
 
 @dataclass(slots=True, frozen=True)

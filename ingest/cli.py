@@ -90,7 +90,7 @@ class _Bar:
 
 @asynccontextmanager
 async def clients(settings: Settings) -> AsyncIterator[tuple[InfluxQL, Writer]]:
-    """The query client and writer of a rebuild's worker process."""
+    """The query client and writer of a rebuild (its own process's, and each worker process's)."""
     async with InfluxQL.from_settings(settings) as ql:
         writer = make_writer(settings)
         try:
@@ -100,22 +100,18 @@ async def clients(settings: Settings) -> AsyncIterator[tuple[InfluxQL, Writer]]:
 
 
 async def _rollup(settings: Settings, args: argparse.Namespace) -> Summary:
-    async with InfluxQL.from_settings(settings) as ql:
-        writer = make_writer(settings)
-        try:
-            if not settings.influx_v2:
-                await ensure(ql, database=settings.influx_db, days=settings.retention_days)
-            checkpoint = settings.rebuild_checkpoint
-            if args.restart:
-                checkpoint.unlink(missing_ok=True)
-            stations = frozenset(s.strip() for s in args.stations.split(",") if s.strip()) if args.stations else None
-            return await rebuild(ql=ql, writer=writer, database=settings.influx_db, since_ms=args.since,
-                                 until_ms=args.until, stations=stations, chunk_hours=args.chunk_hours,
-                                 concurrency=args.concurrency, checkpoint=checkpoint, on_progress=_Bar(sys.stderr),
-                                 workers=args.workers, clients=functools.partial(clients, settings),
-                                 daily_only=args.daily_only)
-        finally:
-            await writer.aclose()
+    async with clients(settings) as (ql, writer):
+        if not settings.influx_v2:
+            await ensure(ql, database=settings.influx_db, days=settings.retention_days)
+        checkpoint = settings.rebuild_checkpoint
+        if args.restart:
+            checkpoint.unlink(missing_ok=True)
+        stations = frozenset(s.strip() for s in args.stations.split(",") if s.strip()) if args.stations else None
+        return await rebuild(ql=ql, writer=writer, database=settings.influx_db, since_ms=args.since,
+                             until_ms=args.until, stations=stations, chunk_hours=args.chunk_hours,
+                             concurrency=args.concurrency, checkpoint=checkpoint, on_progress=_Bar(sys.stderr),
+                             workers=args.workers, clients=functools.partial(clients, settings),
+                             daily_only=args.daily_only)
 
 
 def _print_summary(s: Summary) -> None:

@@ -21,8 +21,8 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from ingest.influxql import InfluxQL, Series
-from ingest.rollup import SPECS, RollupPoint, station_clause
+from ingest.influxql import InfluxQL, Table
+from ingest.rollup import SPECS, RollupPoint, series_tags, station_clause
 from telemetry.storage import DAY_MS, DAY_OF, HOUR_MS, STATION_1H, Tier, day_of, qualified
 
 
@@ -89,17 +89,17 @@ def statement(spec: _DaySpec, start_ms: int, end_ms: int, stations: Collection[s
             "GROUP BY time(1d, -8h), * fill(none)")
 
 
-def _points(spec: _DaySpec, results: list[Series]) -> Iterator[RollupPoint]:
-    for series in results:
-        tags = tuple((k, v) for k, v in series.tags.items() if v)
-        for row in series.rows:
-            fields: dict[str, int | float] = {k: v for k, v in row.items() if k != "time" and v is not None}
+def _points(spec: _DaySpec, results: list[Table]) -> Iterator[RollupPoint]:
+    for table in results:
+        tags, names = series_tags(table), table.columns[1:]
+        for values in table.values:
+            fields: dict[str, int | float] = {k: v for k, v in zip(names, values[1:], strict=True) if v is not None}
             if not fields.get("readings"):
                 continue
             for mean, total in spec.means:
                 if total in fields:
                     fields[mean] = float(fields[total]) / int(fields["readings"])
-            yield RollupPoint(spec.daily, tags, int(row["time"]), tuple(sorted(fields.items())))
+            yield RollupPoint(spec.daily, tags, int(values[0]), tuple(sorted(fields.items())))
 
 
 async def compute(ql: InfluxQL, start_ms: int, end_ms: int, stations: Collection[str] | None = None, *,
@@ -109,5 +109,5 @@ async def compute(ql: InfluxQL, start_ms: int, end_ms: int, stations: Collection
     first, end = days(start_ms, end_ms, ended_by_ms)
     if end <= first:
         return []
-    results = await ql.query([statement(spec, first, end, stations) for spec in DAY_SPECS])
+    results = await ql.tables([statement(spec, first, end, stations) for spec in DAY_SPECS])
     return [p for spec, part in zip(DAY_SPECS, results, strict=True) for p in _points(spec, part)]

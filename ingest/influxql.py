@@ -47,9 +47,6 @@ class Table:
     columns: list[str]
     values: list[list[Any]]
 
-    def series(self) -> Series:
-        return Series(self.name, self.tags, [dict(zip(self.columns, v, strict=True)) for v in self.values])
-
 
 class InfluxQL:
     """Runs InfluxQL against one database.

@@ -193,14 +193,14 @@ def _statements(spec: _Spec, w: Window) -> list[str]:
 _Key = tuple[tuple[tuple[str, str], ...], int]  # (tags, hour)
 
 
-def _tags(table: Table) -> tuple[tuple[str, str], ...]:
-    """The series' tags sorted by key, without empty ones."""
+def series_tags(table: Table) -> tuple[tuple[str, str], ...]:
+    """The series' tags sorted by key, without empty ones (a rollup point's tags)."""
     return tuple((k, v) for k, v in table.tags.items() if v)
 
 
 def _hourly(results: list[Table], column: str) -> Iterator[tuple[_Key, Any]]:
     for table in results:
-        tags, at = _tags(table), table.columns.index(column)
+        tags, at = series_tags(table), table.columns.index(column)
         for values in table.values:
             if values[at] is not None:
                 yield (tags, int(values[0])), values[at]
@@ -208,7 +208,7 @@ def _hourly(results: list[Table], column: str) -> Iterator[tuple[_Key, Any]]:
 
 def _selected(results: list[Table]) -> dict[tuple[tuple[str, str], ...], tuple[int, Any]]:
     """A selector's one row per series: tags -> (time, value)."""
-    return {_tags(t): (int(t.values[0][0]), t.values[0][t.columns.index("v")]) for t in results if t.values}
+    return {series_tags(t): (int(t.values[0][0]), t.values[0][t.columns.index("v")]) for t in results if t.values}
 
 
 class _Measurement:
@@ -219,7 +219,7 @@ class _Measurement:
         self.rows: dict[_Key, dict[str, Any]] = {}
         self.before: dict[tuple[tuple[str, str], ...], tuple[int, Any]] = {}
         for table in aggregates:
-            tags, names, readings = _tags(table), table.columns[1:], table.columns.index("readings")
+            tags, names, readings = series_tags(table), table.columns[1:], table.columns.index("readings")
             for values in table.values:
                 if values[readings]:
                     self.rows[tags, int(values[0])] = dict(zip(names, values[1:], strict=True))
@@ -248,14 +248,14 @@ class _Measurement:
         for table in columns:
             m._count(table)
         for table in aggregates:
-            tags, names = _tags(table), table.columns[1:]
+            tags, names = series_tags(table), table.columns[1:]
             for values in table.values:
                 if (mine := m.rows.get((tags, int(values[0])))) is not None:
                     mine.update(zip(names, values[1:], strict=True))
         return m
 
     def _count(self, table: Table) -> None:
-        tags = _tags(table)
+        tags = series_tags(table)
         spec, at = self.spec, table.columns.index
         previous = self.before.get(tags, (0, None))[1]
         hourly = hourly_columns(table.values, at(spec.counter) if spec.counter else 0,

@@ -67,12 +67,6 @@ class Broker:
     passwords: Mapping[str, str] | None = None
     others: tuple[Address, ...] = ()
 
-    def credentials(self, station: str) -> tuple[str | None, str | None]:
-        """(user name, password) of the agent of ``station``."""
-        if self.passwords is None:
-            return self.username, self.password
-        return station, self.passwords[station]
-
     def addresses(self, station: str, index: int) -> list[Address]:
         """The nodes for the ``index``-th station, starting at node ``index`` mod n."""
         nodes = [Address(self.host, self.port, self.username, self.password, self.tls), *self.others]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ingest.rollup import SPECS
 from telemetry.contract import MAX_AGE_MS
-from telemetry.storage import DAY_MS, DAY_OF, HOUR_MS, ROLLUPS, STATION_1H
+from telemetry.storage import DAY_MS, DAY_OF, HOUR_MS, ROLLUPS, STATION_1H, day_of
 from tests.rig import Influxd
 
 Key = tuple[str, tuple[tuple[str, str], ...], int]
@@ -66,7 +66,7 @@ def days(hourly: dict[Key, dict[str, float]]) -> dict[Key, dict[str, float]]:
     day's sum over its readings, every other field the sum."""
     out: dict[Key, dict[str, float]] = {}
     for (measurement, tags, hour), fields in sorted(hourly.items()):
-        key = (DAY_OF[measurement], tags, hour - (hour + 8 * HOUR_MS) % DAY_MS)
+        key = (DAY_OF[measurement], tags, day_of(hour))
         if (acc := out.get(key)) is None:
             out[key] = dict(fields)
             continue

@@ -16,7 +16,7 @@ from simulator.faults import ClockSkew, NetworkLoss, Reboot, Scenario
 from simulator.simulation import Broker, Simulation
 from telemetry import registry
 from telemetry.contract import AgentConfig
-from telemetry.storage import CHARGER_1H, HOUR_MS, OCCUPANCY_1H, hour_of
+from telemetry.storage import CHARGER_1H, HOUR_MS, OCCUPANCY_1H, day_of, hour_of
 from tests.conftest import IngestFactory
 from tests.ingest import rollup_reference as ref
 from tests.ingest.test_keeper import rolled_up
@@ -55,8 +55,7 @@ def assert_daily_sums_equal_the_definition(influxd: Influxd, db: str) -> None:
     want: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0, 0, 0])
     for (measurement, tags, hour), fields in ref.expected(influxd, db).items():
         if measurement == OCCUPANCY_1H:
-            day = hour - (hour + 8 * HOUR_MS) % (24 * HOUR_MS)
-            acc = want[dict(tags)["station"], day]
+            acc = want[dict(tags)["station"], day_of(hour)]
             acc[0] += fields["readings"]
             acc[1] += fields["minutes"]
             acc[2] += fields["people_sum"]
