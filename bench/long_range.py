@@ -281,11 +281,11 @@ def time_all(store: Store, stations: registry.Registry, case: Case, ranges: list
     rule over its own range."""
     out = []
     for dashboard in provisioning.dashboards(stations).values():
-        chosen = variables(store, dashboard)
+        chosen, dashboard_json = variables(store, dashboard), dashboard.to_json()
         for panel in (p for row in dashboard.rows for p in row.panels):
             texts = tuple(q.text for q in panel.queries)
             for days in ([OWN_RANGE] if panel.time_from else []) + ranges:
-                window = (panel_range(dashboard.to_json(), {"timeFrom": panel.time_from}, case.end_ms)
+                window = (panel_range(dashboard_json, {"timeFrom": panel.time_from}, case.end_ms)
                           if days == OWN_RANGE else TimeRange(case.end_ms - days * DAY_MS, case.end_ms))
                 seconds, rows = (None, 0) if skip_over is not None and days > skip_over else time_queries(
                     store, texts, window, panel.interval or datasource.MIN_INTERVAL, chosen, timeout)

@@ -238,9 +238,11 @@ LAG_QUERY = Query(
     columns=("station", "district", "lag_p50_ms", "lag_max_ms", "lag_min_ms"), table=True)
 
 PERCENTAGES: Final = (OCCUPANCY_COLUMN, CHARGERS.column, TEMPERATURE.column)
-_PARTS: Final = tuple(f"{c}{suffix} (sum)" for c in PERCENTAGES for suffix in ("", rollups.OPEN_SUFFIX))
+_SUMMED: Final = {c: (c, c + rollups.OPEN_SUFFIX) for c in PERCENTAGES}
+"""Each percentage's closed and open parts, summed per station by the groupBy."""
+_PARTS: Final = tuple(f"{part} (sum)" for parts in _SUMMED.values() for part in parts)
 _AGGREGATES: Final[dict[str, tuple[str, ...]]] = {
-    **{c + suffix: ("sum",) for c in PERCENTAGES for suffix in ("", rollups.OPEN_SUFFIX)},
+    **{part: ("sum",) for parts in _SUMMED.values() for part in parts},
     "lag_p50_ms": ("max",), "lag_max_ms": ("max",), "lag_min_ms": ("min",),
 }
 TRUST_COLUMNS: Final = {
@@ -272,7 +274,7 @@ def trust_table(registry: Registry) -> Panel:
     return Panel(
         "table", "今日可信度 Can today's numbers be trusted? One row per station", queries, 24, 14, time_from=TODAY,
         transformations=(*seqgaps.transformations(("station", "district"), _AGGREGATES),
-                         *(sum_of((f"{c} (sum)", f"{c}{rollups.OPEN_SUFFIX} (sum)"), c) for c in PERCENTAGES),
+                         *(sum_of(tuple(f"{p} (sum)" for p in parts), c) for c, parts in _SUMMED.items()),
                          organize(exclude=(*seqgaps.PARTS, seqgaps.PRODUCED, *_PARTS),
                                   rename=TRUST_COLUMNS, order=tuple(TRUST_COLUMNS)),
                          sort_by("人数 occupancy %")),

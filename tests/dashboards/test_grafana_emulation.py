@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from dashboards.builder import sum_of
 from tests.dashboards.grafana import (
     Frame,
     TimeRange,
@@ -76,6 +77,16 @@ def test_merge_group_by_and_calculations_combine_frames_like_grafana() -> None:
     ])
     assert out == [{"station": ["A", "B"], "received (sum)": [7, 5], "first (min)": [10, 1], "end (max)": [21, 9],
                     "pct (max)": [90.0, 100.0], "gaps": [11, 8]}]
+
+
+def test_row_sum_adds_the_fields_a_frame_has_skipping_nulls_as_grafana_reduce_row_does() -> None:
+    """sum_of: a field no frame has (the closed hours' query returned nothing) and a null cell add 0;
+    a binary + would leave its field out."""
+    frames: list[Frame] = [{"station": ["A", "B"], "v_open (sum)": [2, None]}]
+    out = transform(frames, [sum_of(("v (sum)", "v_open (sum)"), "v").to_json()])
+    assert out == [{"station": ["A", "B"], "v_open (sum)": [2, None], "v": [2, 0]}]
+    both = transform([{"v (sum)": [5, None], "v_open (sum)": [2, 3]}], [sum_of(("v (sum)", "v_open (sum)"), "v").to_json()])
+    assert both[0]["v"] == [7, 3]
 
 
 def test_checks_of_today_panels_wait_out_the_first_minutes_of_the_day() -> None:

@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 
 from dashboards import completeness, rollups, seqgaps
-from telemetry.storage import HOUR_MS, hour_of
+from telemetry.storage import DAY_MS, HOUR_MS, day_of, hour_of
 from tests.dashboards.conftest import SimulatedDay
 from tests.dashboards.grafana import Frame, TimeRange
 from tests.dashboards.panels import REGISTRY, PanelRun, assignments, find, run_panel
 from tests.rollup_reference import Step, points, steps
 
-DAY_MS = 24 * HOUR_MS
 BEIJING_MS = 8 * HOUR_MS
 SETTLE_MS = 10_000
 """Live moments are taken this far back, so that every reading up to them has been written."""
@@ -40,8 +39,8 @@ MOMENTS = _moments()
 def _first_hour_of_today() -> int:
     """20 minutes into the Beijing day (yesterday's, if today's are not yet 20 minutes old): its closed
     hours have no rollup point, a today panel's figure is the open hour's alone."""
-    now = int(time.time() * 1000) - SETTLE_MS
-    moment = now - (now + BEIJING_MS) % DAY_MS + 20 * 60_000
+    now = MOMENTS[-1]
+    moment = day_of(now) + 20 * 60_000
     return moment if moment <= now else moment - DAY_MS
 
 
@@ -80,6 +79,12 @@ def _run(day: SimulatedDay, dashboard: str, title: str, moment: int) -> list[Pan
 
 def _rows(frames: list[Frame]) -> list[dict[str, Any]]:
     return [dict(zip(f, values, strict=True)) for f in frames for values in zip(*f.values(), strict=True)]
+
+
+def _cells(run: PanelRun) -> dict[tuple[str, int], float]:
+    """A status-history panel's non-empty cells: (station, bucket start) -> percentage."""
+    return {(name, t): v for f in run.frames() for name in f if name != "Time"
+            for t, v in zip(f["Time"], f[name], strict=True) if v}
 
 
 def _nonzero(figures: dict[Any, float]) -> dict[Any, float]:
@@ -173,8 +178,7 @@ def test_completeness_hours_on_rollups_equal_the_raw_minutes_with_a_reading(simu
     for r in _visits(simulated_day, moment):
         if _first_hour(run.time_range) <= r.time and hour_of(r.time) < hour_of(moment):
             minutes[(r.series[STATION], hour_of(r.time))].add(r.time // 60_000)
-    got = {(name, t): v for f in run.frames() for name in f if name != "Time"
-           for t, v in zip(f["Time"], f[name], strict=True) if v}
+    got = _cells(run)
     assert got == pytest.approx({k: 100 * len(v) / 60 for k, v in minutes.items()})
     assert hour_of(moment) not in {t for _, t in got}, "the open hour shows once it closes"
 
@@ -214,7 +218,7 @@ def test_trust_table_on_rollups_equals_the_raw_minutes_and_readings(simulated_da
     (run,) = _run(simulated_day, "yizhan-completeness", TRUST, moment)
     window = run.time_range
     buckets = (window.end_ms - window.start_ms) // 60_000 + 1
-    stations = {s.id: s for s in REGISTRY.stations}
+    stations = REGISTRY.by_id
     occupancy = {station: 100 * len({t // 60_000 for t in times}) / (completeness.OCCUPANCY_SHARE * buckets)
                  for station, times in _raw_times(simulated_day, "occupancy", window).items()}
     kinds = {}
@@ -227,6 +231,7 @@ def test_trust_table_on_rollups_equals_the_raw_minutes_and_readings(simulated_da
     assert {s: r[titles[completeness.OCCUPANCY_COLUMN]] for s, r in rows.items() if s in occupancy} == \
         pytest.approx(occupancy)
     for kind in (completeness.CHARGERS, completeness.TEMPERATURE):
+        assert kinds[kind.name], f"the simulated day has {kind.name} readings today"
         assert {s: r[titles[kind.column]] for s, r in rows.items() if s in kinds[kind.name]} == \
             pytest.approx(kinds[kind.name]), kind.name
     assert occupancy, "the simulated day has occupancy readings today"
@@ -242,14 +247,13 @@ def test_completeness_device_hours_on_rollups_equal_the_raw_readings(simulated_d
                                                                      kind: completeness.Kind) -> None:
     moment = MOMENTS[-1]
     (run,) = _run(simulated_day, "yizhan-completeness", f"{kind.label}: readings received / expected (%)", moment)
-    stations = {s.id: s for s in REGISTRY.stations}
+    stations = REGISTRY.by_id
     readings: dict[tuple[str, int], int] = defaultdict(int)
     for station, times in _raw_times(simulated_day, kind.measurement, run.time_range).items():
         for t in times:
             if _first_hour(run.time_range) <= t and hour_of(t) < hour_of(moment):
                 readings[(station, hour_of(t))] += 1
-    got = {(name, t): v for f in run.frames() for name in f if name != "Time"
-           for t, v in zip(f["Time"], f[name], strict=True) if v}
+    got = _cells(run)
     assert got == pytest.approx({(s, h): 100 * n / (kind.devices(stations[s]) * 60 / kind.interval_s * 60)
                                  for (s, h), n in readings.items()})
     assert got, "the simulated day has readings of closed hours"
@@ -258,13 +262,7 @@ def test_completeness_device_hours_on_rollups_equal_the_raw_readings(simulated_d
 def _closed_days(run: PanelRun, moment: int) -> tuple[int, int]:
     """The Beijing days the per-day grids show: from the one holding the range's start to the last
     one ended by ``moment``."""
-    first = run.time_range.start_ms - (run.time_range.start_ms + BEIJING_MS) % DAY_MS
-    today = moment - (moment + BEIJING_MS) % DAY_MS
-    return first, today
-
-
-def _day(ts: int) -> int:
-    return ts - (ts + BEIJING_MS) % DAY_MS
+    return day_of(run.time_range.start_ms), day_of(moment)
 
 
 def test_completeness_days_on_rollups_equal_the_raw_minutes_with_a_reading(simulated_day: SimulatedDay) -> None:
@@ -276,9 +274,8 @@ def test_completeness_days_on_rollups_equal_the_raw_minutes_with_a_reading(simul
     minutes: dict[tuple[str, int], set[int]] = defaultdict(set)
     for r in _visits(simulated_day, moment):
         if first <= r.time < today:
-            minutes[(r.series[STATION], _day(r.time))].add(r.time // 60_000)
-    got = {(name, t): v for f in run.frames() for name in f if name != "Time"
-           for t, v in zip(f["Time"], f[name], strict=True) if v}
+            minutes[(r.series[STATION], day_of(r.time))].add(r.time // 60_000)
+    got = _cells(run)
     assert got == pytest.approx({k: 100 * len(v) / (completeness.OCCUPANCY_SHARE * 1440) for k, v in minutes.items()})
     assert got, "the simulated day began before today (Beijing)"
     assert all(t < today for _, t in got), "the day under way shows once it ends"
@@ -291,14 +288,13 @@ def test_completeness_device_days_on_rollups_equal_the_raw_readings(simulated_da
     (run,) = _run(simulated_day, "yizhan-completeness", f"{kind.label} per day: readings received / expected (%)",
                   moment)
     first, today = _closed_days(run, moment)
-    stations = {s.id: s for s in REGISTRY.stations}
+    stations = REGISTRY.by_id
     readings: dict[tuple[str, int], int] = defaultdict(int)
     for station, times in _raw_times(simulated_day, kind.measurement, TimeRange(first, moment)).items():
         for t in times:
             if t < today:
-                readings[(station, _day(t))] += 1
-    got = {(name, t): v for f in run.frames() for name in f if name != "Time"
-           for t, v in zip(f["Time"], f[name], strict=True) if v}
+                readings[(station, day_of(t))] += 1
+    got = _cells(run)
     assert got == pytest.approx({(s, d): 100 * n / (kind.devices(stations[s]) * 60 / kind.interval_s * 1440)
                                  for (s, d), n in readings.items()})
     assert got, "the simulated day has readings of a closed day"

@@ -14,13 +14,13 @@ import pytest
 
 from dashboards import alerts, overview
 from dashboards.builder import Query
+from telemetry.storage import HOUR_MS
 from tests.dashboards.conftest import SimulatedDay
 from tests.dashboards.grafana import TimeRange, interpolate
 from tests.dashboards.panels import assignments, evaluate, find, run_panel
 from tests.rig import Influxd
 
 MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
 NOW = 1_796_000_000_000 // MINUTE_MS * MINUTE_MS + 30_000
 """A moment 30 s into a minute (2026-11-29 UTC), so that a minute either way is a whole bucket either way."""
 HISTORY_MS = 2 * HOUR_MS
