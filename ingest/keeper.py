@@ -11,7 +11,9 @@ each counter series' next reading is recomputed with it. Once an hour's points a
 stations' daily points of that Beijing day are recomputed from the day's hourly points
 (:mod:`ingest.daily`) if the day has ended; if not, the day's last hour is journaled for those
 stations, and its recompute, once it has closed, computes the day (a station silent in that hour
-included). A pair leaves the journal only after its hour and day.
+included). The due hours of one day are recomputed one by one, then the day once for all their
+stations (a station's backlog of a day is one daily recompute, not 24); a pair leaves the journal
+only after its hour and day.
 
 The keeper runs as its own task: it never holds up the receive path or an acknowledgement. Each
 tick it takes at most ``max_pairs`` pairs; when InfluxDB is down it waits and tries again, the
@@ -40,7 +42,7 @@ from ingest.rebuild import write_points
 from ingest.rollup import SPECS, Window, compute, first_counter_readings
 from ingest.writer import Writer
 from telemetry.contract import MAX_AGE_MS
-from telemetry.storage import HOUR_MS, hour_of
+from telemetry.storage import HOUR_MS, day_of, hour_of
 
 logger = logging.getLogger(__name__)
 
@@ -146,19 +148,26 @@ class Keeper:
         self._retry = time.monotonic() + self._delay
 
     async def run_once(self) -> int:
-        """Recompute the pairs due now (at most ``max_pairs``); returns how many."""
+        """Recompute the pairs due now (at most ``max_pairs``); returns how many. The hours of one
+        Beijing day are recomputed one by one, then that day once for all their stations."""
         now = self._clock()
         ready = sorted((p for p, at in self._due.items() if at <= now), key=lambda p: (p[1], p[0]))
-        by_hour: dict[int, set[str]] = collections.defaultdict(set)
+        by_day: dict[int, dict[int, set[str]]] = collections.defaultdict(lambda: collections.defaultdict(set))
         for station, hour in ready[:self._max_pairs]:
-            by_hour[hour].add(station)
+            by_day[day_of(hour)][hour].add(station)
         done = 0
-        for hour, stations in sorted(by_hour.items()):
+        for _, hours in sorted(by_day.items()):
+            writes: dict[Pair, int] = {}
+            for hour, stations in sorted(hours.items()):
+                async with asyncio.timeout(self._settle):
+                    writes |= await self._recompute(hour, frozenset(stations), now)
             async with asyncio.timeout(self._settle):
-                done += await self._recompute(hour, frozenset(stations), now)
+                await self._days(min(hours), frozenset().union(*hours.values()))
+            done += await self._finish(writes)
         return done
 
-    async def _recompute(self, hour: int, stations: frozenset[str], now: float) -> int:
+    async def _recompute(self, hour: int, stations: frozenset[str], now: float) -> dict[Pair, int]:
+        """Write the hour's points; the pairs with the count of settled writes they were computed after."""
         pairs = [(s, hour) for s in stations]
         writes = {p: self._writes[p] for p in pairs}
         late = stations & {s for s, h in self._late if h == hour}
@@ -170,8 +179,13 @@ class Keeper:
             self._again |= following
         points = await compute(self._ql, Window(hour, hour + HOUR_MS, stations))
         await write_points(self._writer, [p.line() for p in points])
-        await self._days(hour, stations)
-        finished = [p for p in pairs if self._writes[p] == writes[p]]  # no write came in meanwhile
+        logger.debug("rolled up %d stations' hour %d: %d points", len(stations), hour, len(points))
+        return writes
+
+    async def _finish(self, writes: dict[Pair, int]) -> int:
+        """Pairs whose hour and day are written leave the journal, unless a write came in meanwhile or a
+        second recompute is due; returns how many were recomputed."""
+        finished = [p for p, n in writes.items() if self._writes[p] == n]  # no write came in meanwhile
         for pair in finished:
             self._late.discard(pair)
             self._writes.pop(pair, None)
@@ -184,12 +198,11 @@ class Keeper:
             else:
                 self._due.pop(pair, None)
         await self._journal.remove(p for p in finished if p not in self._in_flight and p not in once)
-        self.recomputed += len(pairs)
-        logger.debug("rolled up %d stations' hour %d: %d points", len(stations), hour, len(points))
-        return len(pairs)
+        self.recomputed += len(writes)
+        return len(writes)
 
     async def _days(self, hour: int, stations: frozenset[str]) -> None:
-        """The stations' day of ``hour`` from its hourly points, after the hour's write, if the day has
+        """The stations' day of ``hour`` from its hourly points, after the hours' writes, if the day has
         ended; else its last hour is journaled for them, due when it closes (a station may have no
         reading in it), and its recompute computes the day."""
         now_ms = int(self._clock() * 1000)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from ingest import daily
 from ingest.influxql import InfluxQL
@@ -178,3 +181,32 @@ async def test_keeper_second_recompute_after_the_settle_delay_mends_a_replica_ra
         assert rolled_up(influxd, db)
         assert b.pending == 0
         assert journal.pending == frozenset()
+
+
+async def test_keeper_computes_an_ended_day_once_for_all_its_late_hours(
+        influxd: Influxd, db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog of three hours of an ended day: three hourly recomputes, one daily one, all exact."""
+    day = day_of(now_ms()) - DAY_MS
+    hours = [day + h * HOUR_MS for h in (3, 9, 15)]
+    influxd.write(db, "\n".join(
+        f"occupancy,station={S},district=kongtong,kind=smart people=1i,capacity=20i,entries={i}i,exits={i}i,"
+        f"seq={i}i {h + i * 60_000}" for h in hours for i in range(1, 11)))
+    computed: list[int] = []
+    real = daily.compute
+
+    async def counted(*args: Any, **kwargs: Any) -> list[Any]:
+        computed.append(args[1])
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(daily, "compute", counted)
+    async with InfluxQL(url=influxd.url, database=db) as ql, InfluxV1Writer(url=influxd.url, database=db) as w:
+        await ensure(ql, database=db, days={Tier.RAW: 400, Tier.ROLLUP: 3650, Tier.MONITOR: 30})
+        journal = Journal(path=tmp_path / "journal")
+        keeper = Keeper(ql=ql, writer=w, journal=journal, grace=0)
+        pairs = {(S, h) for h in hours}
+        await keeper.touched(pairs)
+        keeper.settled(pairs, written=True)
+        assert await keeper.run_once() == 3
+    assert len(computed) == 1, computed
+    assert rolled_up(influxd, db)
+    assert any(m == OCCUPANCY_1D for m, _, _ in ref.stored(influxd, db))
