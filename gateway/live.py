@@ -71,8 +71,7 @@ class LiveState:
             return
         state = self.stations[station.id]
         if decoded.kind is Kind.CONFIG:
-            self._config(state, payload)
-            return
+            return  # the desired config is the cluster link's to decide (:meth:`desire`): it sees every node
         if decoded.status is not None:
             self.apply_status(state, decoded.status, now_ms)
         for reading in decoded.readings:
@@ -83,16 +82,6 @@ class LiveState:
     def desire(self, station_id: str, config: AgentConfig) -> None:
         """The newest config pushed to a station (from the gateway's own pushes and the nodes' retained ones)."""
         self.stations[station_id].desired_config = config
-
-    @staticmethod
-    def _config(state: StationNow, payload: bytes) -> None:
-        """A config message: the newest generation wins; empty or invalid ones change nothing, as for the agent."""
-        try:
-            config = AgentConfig.model_validate_json(payload)
-        except ValueError:
-            return
-        if state.desired_config is None or config.generation > state.desired_config.generation:
-            state.desired_config = config
 
     @staticmethod
     def apply_status(state: StationNow, status: Status, at_ms: int) -> None:
